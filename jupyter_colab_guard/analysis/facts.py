@@ -1,0 +1,56 @@
+"""What the analyzer extracts from a cell, before any rule looks at it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+Value = Any  # a folded constant: str, bytes, int, float, bool, None, list/tuple of those
+
+
+@dataclass(slots=True)
+class Anchor:
+    """Where a fact comes from: a node of the parsed cell plus lines below it."""
+
+    node: cst.CSTNode | None = None
+    line_offset: int = 0
+    line: int = 0  # explicit original line (fallback scanner), 0 = use node
+
+
+@dataclass(slots=True)
+class Fact:
+    kind: str  # import | call | shell | install | url | string | connect
+    name: str = ""  # module, qualified name, program, package
+    text: str = ""  # shell: arguments joined; url; string value; connect: host
+    manager: str = ""  # install: pip | conda | apt | npm
+    args: tuple[Value, ...] = ()  # call: folded positional arguments (Unknown if not literal)
+    kwargs: dict[str, Value] = field(default_factory=dict)
+    port: int | None = None  # connect
+    evidence: str = ""
+    anchor: Anchor = field(default_factory=Anchor)
+
+
+class Unknown:
+    """Marker for a value the analyzer cannot fold."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = Unknown()
+
+
+@dataclass(slots=True)
+class FactSet:
+    facts: list[Fact] = field(default_factory=list)
+    incomplete: list[tuple[Anchor, str]] = field(default_factory=list)
+
+    def add(self, fact: Fact) -> None:
+        self.facts.append(fact)
+
+    def of(self, kind: str) -> list[Fact]:
+        return [f for f in self.facts if f.kind == kind]

@@ -1,0 +1,414 @@
+"""Python (IPython-transformed) source to facts: one libcst visitor pass of our own."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass, field
+
+import libcst as cst
+
+from . import sinks
+from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
+from .fold import Binding, Folder, Lookup
+from .shell import MAX_DEPTH, ShellScanner
+
+URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
+IPY_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][\w.]*)\}|\$([A-Za-z_]\w*)|\{([A-Za-z_][\w.]*)\}")
+
+
+@dataclass
+class Memory:
+    """What a session remembers across cells (shared by all scanners of a session)."""
+
+    files: dict[str, str] = field(default_factory=dict)  # path -> content written
+    renames: dict[str, str] = field(default_factory=dict)  # program -> original program
+    magic_aliases: dict[str, str] = field(default_factory=lambda: {"file": "writefile"})
+    shell_aliases: dict[str, str] = field(default_factory=dict)  # %alias name -> command
+
+
+def _text(value: Value) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return None
+
+
+def _argv(value: Value) -> list[str] | None:
+    if isinstance(value, list | tuple):
+        return [v if isinstance(v, str) else _text(v) or "?" for v in value]
+    return None
+
+
+class PythonScanner(cst.CSTVisitor):
+    """Walks a module once: keeps a flat scope of bindings, emits facts at sinks."""
+
+    def __init__(self, facts: FactSet, memory: Memory, history: Lookup | None = None,
+                 outer: Anchor | None = None, depth: int = 0) -> None:
+        super().__init__()
+        self.facts = facts
+        self.memory = memory
+        self.history = history
+        self.outer = outer  # nested code (exec'd, decoded): all facts point at the outer sink
+        self.depth = depth
+        self.bindings: dict[str, Binding] = {}
+        self.used_history = False
+        self.file_handles: dict[str, str] = {}
+        self.decoded: list[tuple[str, Anchor]] = []
+        self._current: Anchor | None = None
+        self.folder = Folder(self.lookup, self._on_decoded)
+        self.shell = ShellScanner(facts, memory.files, memory.renames, self.scan_python_text)
+
+    # -- scope --------------------------------------------------------------
+    def lookup(self, name: str) -> Binding | None:
+        if name in self.bindings:
+            return self.bindings[name]
+        if self.history is not None:
+            found = self.history(name)
+            if found is not None:
+                self.used_history = True
+            return found
+        return None
+
+    def _bind(self, target: cst.BaseExpression, value_node: cst.BaseExpression) -> None:
+        if not isinstance(target, cst.Name):
+            return
+        value = self.folder.fold(value_node)
+        if value is not UNKNOWN and (not isinstance(value, list | tuple) or value):
+            self.bindings[target.value] = ("const", value)
+            return
+        qual = self.folder.qual(value_node)
+        if qual:
+            self.bindings[target.value] = ("qual", qual)
+        else:
+            self.bindings.pop(target.value, None)
+
+    def anchor(self, node: cst.CSTNode, offset: int = 0) -> Anchor:
+        if self.outer is not None:
+            return self.outer
+        return Anchor(node, offset)
+
+    def _on_decoded(self, text: str) -> None:
+        if self._current is not None:
+            self.decoded.append((text, self._current))
+
+    # -- imports --------------------------------------------------------------
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            module = cst.helpers.get_full_name_for_node(alias.name) or ""
+            self.facts.add(Fact("import", name=module, evidence=f"import {module}",
+                                anchor=self.anchor(node)))
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.bindings[alias.asname.name.value] = ("qual", module)
+            else:
+                top = module.split(".")[0]
+                self.bindings[top] = ("qual", top)
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None:
+            return
+        module = cst.helpers.get_full_name_for_node(node.module) or ""
+        self.facts.add(Fact("import", name=module, evidence=f"from {module} import ...",
+                            anchor=self.anchor(node)))
+        if isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            self.facts.add(Fact("import", name=f"{module}.{name}",
+                                evidence=f"from {module} import {name}", anchor=self.anchor(node)))
+            local = alias.asname.name.value if alias.asname is not None and isinstance(
+                alias.asname.name, cst.Name) else name
+            self.bindings[local] = ("qual", f"{module}.{name}")
+
+    # -- bindings ---------------------------------------------------------------
+    def leave_Assign(self, node: cst.Assign) -> None:
+        for target in node.targets:
+            self._bind(target.target, node.value)
+            if isinstance(target.target, cst.Tuple) and isinstance(node.value, cst.Tuple):
+                for t, v in zip(target.target.elements, node.value.elements, strict=False):
+                    self._bind(t.value, v.value)
+        self._string_fact(node.value, node)
+
+    def leave_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._bind(node.target, node.value)
+
+    def leave_AugAssign(self, node: cst.AugAssign) -> None:
+        if isinstance(node.target, cst.Name) and isinstance(node.operator, cst.AddAssign):
+            combined = cst.BinaryOperation(node.target, cst.Add(), node.value)
+            self._bind(node.target, combined)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None and isinstance(node.asname.name, cst.Name):
+            path = self._open_for_write(node.item)
+            if path:
+                self.file_handles[node.asname.name.value] = path
+                self.memory.files.setdefault(path, "")
+
+    def _open_for_write(self, node: cst.BaseExpression) -> str | None:
+        if not isinstance(node, cst.Call) or self.folder.qual(node.func) not in (
+            "open", "io.open", "codecs.open", "builtins.open"
+        ):
+            return None
+        values = [self.folder.fold(a.value) for a in node.args]
+        mode = next((_text(self.folder.fold(a.value)) for a in node.args
+                     if a.keyword and a.keyword.value == "mode"), None)
+        if mode is None and len(values) > 1:
+            mode = _text(values[1])
+        path = _text(values[0]) if values else None
+        return path if path and mode and any(c in mode for c in "wax") else None
+
+    def visit_SimpleString(self, node: cst.SimpleString) -> None:
+        self._string_fact(node, node)
+
+    def visit_FormattedString(self, node: cst.FormattedString) -> None:
+        self._string_fact(node, node)
+
+    def _string_fact(self, value_node: cst.BaseExpression, at: cst.CSTNode) -> None:
+        if isinstance(value_node, cst.Name | cst.Integer | cst.Float):
+            return
+        value = self.folder.fold(value_node)
+        text = _text(value)
+        if text is None and isinstance(value, list | tuple):
+            parts = [_text(v) for v in value]
+            text = " ".join(p for p in parts if p) or None
+        if text:
+            self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=self.anchor(at)))
+
+    # -- calls -------------------------------------------------------------------
+    def visit_Call(self, node: cst.Call) -> None:
+        self._current = self.anchor(node)
+        try:
+            self._call(node)
+        finally:
+            self._current = None
+
+    def _call(self, node: cst.Call) -> None:
+        name = self.folder.qual(node.func)
+        positional = [a.value for a in node.args if not a.keyword and not a.star]
+        args = tuple(self.folder.fold(a) for a in positional)
+        kwargs = {a.keyword.value: self.folder.fold(a.value) for a in node.args if a.keyword}
+        anchor = self.anchor(node)
+        if name:
+            self.facts.add(Fact("call", name=name, args=args, kwargs=kwargs,
+                                evidence=cst.Module([]).code_for_node(node)[:200], anchor=anchor))
+            if name in sinks.IMPORTERS and args and isinstance(args[0], str):
+                self.facts.add(Fact("import", name=args[0], evidence=f"{name}({args[0]!r})",
+                                    anchor=anchor))
+        for value in (*args, *kwargs.values()):
+            text = _text(value)
+            if text and URL_LIKE.match(text.strip()):
+                self.facts.add(Fact("url", text=text.strip(), evidence=text.strip(), anchor=anchor))
+            elif text and not isinstance(value, str):
+                self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
+        if not name:
+            return
+        self._sink(name, node, args, kwargs, anchor)
+
+    def _sink(self, name: str, node: cst.Call, args: tuple[Value, ...], kwargs: dict[str, Value],
+              anchor: Anchor) -> None:
+        short = name.rsplit(".", 1)[-1]
+        first = args[0] if args else kwargs.get("args", kwargs.get("cmd", UNKNOWN))
+        if name in sinks.SHELL_STRING or (name.startswith("get_ipython.") and short in sinks.IPY_SHELL):
+            text = _text(first)
+            if text is not None:
+                if name.startswith("get_ipython."):
+                    text = self._ipython_expand(text)
+                self.shell.scan(text, anchor, self.depth)
+        elif name in sinks.SUBPROCESS:
+            text = _text(first)
+            if text is not None:
+                self.shell.scan(text, anchor, self.depth)
+            elif (argv := _argv(first)) is not None:
+                self.shell.scan_argv(argv, anchor, self.depth)
+        elif name in sinks.EXEC_ARGV:
+            argv = _argv(args[1]) if len(args) > 1 else None
+            path = _text(args[0]) if args else None
+            if argv:
+                self.shell.scan_argv([path or argv[0], *argv[1:]], anchor, self.depth)
+            elif path:
+                self.shell.scan_argv([path], anchor, self.depth)
+        elif name in sinks.EXEC_LIST:
+            parts = [_text(a) or "?" for a in args[sinks.EXEC_LIST[name]:]]
+            if parts:
+                self.shell.scan_argv([parts[0], *parts[2:]] if len(parts) > 1 else parts,
+                                     anchor, self.depth)
+        elif name in sinks.SPAWN_ARGV:
+            argv = _argv(args[2]) if len(args) > 2 else None
+            if argv:
+                self.shell.scan_argv(argv, anchor, self.depth)
+        elif name in sinks.PYTHON_EXEC or (name.startswith("get_ipython.") and short == "run_cell"):
+            text = _text(first)
+            if text is not None:
+                self.scan_python_text(text, anchor, self.depth + 1)
+        elif name.startswith("get_ipython.") and short in ("run_line_magic", "magic"):
+            self._line_magic(args, anchor)
+        elif name.startswith("get_ipython.") and short == "run_cell_magic":
+            self._cell_magic(args, anchor)
+        elif short in ("connect", "connect_ex", "create_connection", "open_connection"):
+            self._connect(name, args, anchor)
+        elif short in ("write", "write_text", "write_bytes", "writelines"):
+            self._write(node, args)
+
+    def _connect(self, name: str, args: tuple[Value, ...], anchor: Anchor) -> None:
+        if not args:
+            return
+        if isinstance(args[0], tuple | list) and len(args[0]) >= 2:
+            host, port = args[0][0], args[0][1]
+        elif len(args) >= 2:
+            host, port = args[0], args[1]
+        else:
+            return
+        host_text = host if isinstance(host, str) else ""
+        port_num = port if isinstance(port, int) else None
+        if host_text or port_num is not None:
+            self.facts.add(Fact("connect", text=host_text, port=port_num,
+                                evidence=f"{name}({host_text!r}, {port_num})", anchor=anchor))
+
+    def _write(self, node: cst.Call, args: tuple[Value, ...]) -> None:
+        content = _text(args[0]) if args else None
+        func = node.func
+        if content is None or not isinstance(func, cst.Attribute):
+            return
+        path: str | None = None
+        if isinstance(func.value, cst.Name):
+            path = self.file_handles.get(func.value.value)
+        if path is None:
+            path = self._open_for_write(func.value)
+        if path is None and isinstance(func.value, cst.Call):
+            inner = func.value
+            if self.folder.qual(inner.func) in ("pathlib.Path", "Path") and inner.args:
+                path = _text(self.folder.fold(inner.args[0].value))
+        if path:
+            self.memory.files[path] = self.memory.files.get(path, "") + content
+            self._analyse_file(path, content, self.anchor(node))
+
+    def _analyse_file(self, path: str, content: str, anchor: Anchor) -> None:
+        ext = posixpath.splitext(path)[1].lower()
+        if ext == ".py" or ext == ".ipy":
+            self.scan_python_text(content, anchor, self.depth + 1)
+        elif ext in ("", ".sh", ".bash", ".zsh", ".command"):
+            self.shell.scan(content, anchor, self.depth + 1)
+        else:
+            self.facts.add(Fact("string", text=content, evidence=content[:200], anchor=anchor))
+
+    # -- IPython magics ---------------------------------------------------------
+    def _ipython_expand(self, text: str) -> str:
+        """IPython's `{var}` / `$var` expansion of shell lines, where values are known."""
+        if "$" not in text and "{" not in text:
+            return text
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            expr = m.group(1) or m.group(2) or m.group(3)
+            try:
+                node = cst.parse_expression(expr)
+            except cst.ParserSyntaxError:
+                return m.group(0)
+            value = self.folder.fold(node)
+            return str(value) if value is not UNKNOWN and not isinstance(value, list | tuple) else (
+                " ".join(str(v) for v in value) if isinstance(value, list | tuple) else m.group(0))
+
+        return IPY_VAR.sub(sub, text)
+
+    def _magic_name(self, name: str) -> str:
+        seen = 0
+        while name in self.memory.magic_aliases and seen < 8:
+            name = self.memory.magic_aliases[name]
+            seen += 1
+        return name
+
+    def _line_magic(self, args: tuple[Value, ...], anchor: Anchor) -> None:
+        if len(args) == 1 and isinstance(args[0], str):  # get_ipython().magic("pip install x")
+            name, _, line = args[0].lstrip("%").partition(" ")
+        elif len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+            name, line = args[0], args[1]
+        else:
+            return
+        name = self._magic_name(name)
+        line = self._ipython_expand(line)
+        if name in sinks.SHELL_LINE_MAGICS:
+            self.shell.scan(line, anchor, self.depth)
+        elif name in sinks.INSTALL_MAGICS:
+            self.shell.scan(f"{sinks.INSTALL_MAGICS[name]} {line}", anchor, self.depth)
+        elif name == "run":
+            parts = line.split()
+            script = next((p for p in parts if not p.startswith("-")), None)
+            if script and script in self.memory.files:
+                self._analyse_file(script, self.memory.files[script], anchor)
+        elif name == "alias_magic":
+            parts = [p for p in line.split() if not p.startswith("-")]
+            if len(parts) >= 2:
+                self.memory.magic_aliases[parts[0]] = parts[1].lstrip("%")
+        elif name == "alias":
+            alias, _, command = line.strip().partition(" ")
+            if command:
+                self.memory.shell_aliases[alias] = command
+                self.shell.scan(command.replace("%s", "").replace("%l", ""), anchor, self.depth)
+        elif name in self.memory.shell_aliases:
+            self.shell.scan(f"{self.memory.shell_aliases[name]} {line}", anchor, self.depth)
+
+    def _cell_magic(self, args: tuple[Value, ...], anchor: Anchor) -> None:
+        if len(args) < 3 or not all(isinstance(a, str) for a in args[:3]):
+            return
+        name, line, body = self._magic_name(str(args[0])), str(args[1]), str(args[2])
+        body_anchor = Anchor(anchor.node, anchor.line_offset + 1, anchor.line)
+        if self.outer is not None:
+            body_anchor = self.outer
+        if name in sinks.SHELL_CELL_MAGICS or (name == "script" and line.split()[:1] and
+                                               posixpath.basename(line.split()[0]) in
+                                               ("bash", "sh", "zsh", "dash")):
+            self.shell.scan(body, body_anchor, self.depth)
+        elif name in sinks.PYTHON_CELL_MAGICS or (name == "script" and "python" in line):
+            self.scan_python_text(body, body_anchor, self.depth + 1, nested_cell=True)
+        elif name == "writefile":
+            parts = [p for p in line.split() if not p.startswith("-")]
+            if parts:
+                path = parts[0].strip("'\"")
+                append = "-a" in line.split() or "--append" in line.split()
+                self.memory.files[path] = (self.memory.files.get(path, "") if append else "") + body
+                self._analyse_file(path, body, body_anchor)
+        elif name in sinks.INSTALL_MAGICS:
+            self.shell.scan(f"{sinks.INSTALL_MAGICS[name]} {line}", anchor, self.depth)
+        elif name not in sinks.INERT_CELL_MAGICS:
+            self.shell.scan(body, body_anchor, self.depth)  # unknown magic: check as shell
+
+    # -- nested Python --------------------------------------------------------
+    def scan_python_text(self, text: str, anchor: Anchor, depth: int,
+                         nested_cell: bool = False) -> None:
+        """Analyse code that a sink runs (exec, python -c, %%capture bodies)."""
+        if depth > MAX_DEPTH:
+            return
+        from .transform import transform  # IPython syntax may appear in nested cells
+
+        try:
+            code = transform(text)[0] if nested_cell or "!" in text or "%" in text else text
+            module = cst.parse_module(code)
+        except Exception:
+            self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
+            return
+        scanner = PythonScanner(self.facts, self.memory, self.lookup, anchor, depth)
+        module.visit(scanner)
+        scanner.finish()
+        if scanner.used_history:
+            self.used_history = True
+
+    def finish(self) -> None:
+        """Analyse decoded text (base64, hex, chr lists) again, as shell and as Python."""
+        pending, self.decoded = self.decoded, []
+        for text, anchor in pending:
+            if not text.strip() or "\x00" in text:
+                continue
+            self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
+            self.shell.scan(text, anchor, self.depth + 1)
+            self.scan_python_text(text, anchor, self.depth + 1)
+
+
+def scan_module(module: cst.Module, facts: FactSet, memory: Memory,
+                history: Lookup | None = None) -> PythonScanner:
+    scanner = PythonScanner(facts, memory, history)
+    module.visit(scanner)
+    scanner.finish()
+    return scanner

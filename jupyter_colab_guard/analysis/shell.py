@@ -1,0 +1,389 @@
+"""Shell command lines to facts: programs through wrappers, installs, URLs, scripts."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, MutableMapping
+
+from .facts import Anchor, Fact, FactSet
+
+MAX_DEPTH = 6
+OPERATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", ";;", "|&", "\n"})
+REDIRECTS = frozenset({">", ">>", "<", ">&", "&>", "<&", ">|", "&>>", "<<<", "<>"})
+SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "source", "."})
+PYTHONS = re.compile(r"^python(\d(\.\d+)?)?$")
+FETCHERS = frozenset({"git", "wget", "curl", "aria2c", "axel", "gdown", "svn", "hg", "rsync",
+                      "scp", "ipfs", "youtube-dl", "yt-dlp", "gsutil", "rclone", "lftp"})
+URL_TOKEN = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)", re.IGNORECASE)
+ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+SHELL_VAR = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
+HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][\w.-]*)\1")
+
+# Wrapper programs and how many leading option tokens take a value.
+_WRAPPER_OPTS_WITH_VALUE = {
+    "sudo": {"-u", "-g", "-C", "-D", "-h", "-p", "-r", "-t", "-U", "--user", "--group"},
+    "env": {"-u", "-C", "--unset", "--chdir", "-S"},
+    "nice": {"-n", "--adjustment"},
+    "ionice": {"-c", "-n", "-p", "-t"},
+    "timeout": {"-s", "-k", "--signal", "--kill-after"},
+    "stdbuf": {"-i", "-o", "-e"},
+    "nohup": set(),
+    "exec": {"-a"},
+    "command": set(),
+    "builtin": set(),
+    "time": {"-f", "-o"},
+    "setsid": set(),
+    "xargs": {"-I", "-n", "-P", "-d", "-L", "-s", "-E", "-a"},
+    "chroot": set(),
+    "taskset": set(),
+    "cpulimit": {"-l", "-p", "--limit", "--pid"},
+    "runuser": {"-u", "-g"},
+    "watch": {"-n", "--interval"},
+    "proxychains": {"-f"},
+    "proxychains4": {"-f"},
+    "torsocks": set(),
+    "screen": {"-S", "-c", "-L", "-Logfile"},
+    "tmux": set(),
+    "parallel": set(),
+}
+_POSITIONAL_FIRST = {"timeout": 1, "taskset": 1, "chroot": 1}
+
+Analyze = Callable[[str, Anchor, int], None]
+
+
+def program_name(token: str) -> str:
+    return posixpath.basename(token).lower()
+
+
+def _tokenize(line: str) -> list[str]:
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()<>")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    try:
+        return list(lexer)
+    except ValueError:
+        return line.replace(";", " ; ").replace("|", " | ").replace("&&", " && ").split()
+
+
+def _commands(tokens: list[str]) -> list[tuple[list[str], str]]:
+    """Split a token list into simple commands, each with the operator that follows it."""
+    out: list[tuple[list[str], str]] = []
+    current: list[str] = []
+    skip = False
+    for i, tok in enumerate(tokens):
+        if skip:
+            skip = False
+            continue
+        if tok in OPERATORS:
+            out.append((current, tok))
+            current = []
+        elif tok in REDIRECTS or (set(tok) <= set("<>&|") and ("<" in tok or ">" in tok)):
+            skip = tok not in ("<<", "<<-")  # the redirect target is not an argument
+        elif tok.isdigit() and i + 1 < len(tokens) and tokens[i + 1] in REDIRECTS:
+            continue
+        else:
+            current.append(tok)
+    out.append((current, ""))
+    return [(c, op) for c, op in out if c]
+
+
+def _logical_lines(script: str) -> list[tuple[int, str, str | None]]:
+    """(line index, text, heredoc body) with backslash continuations joined."""
+    raw = script.split("\n")
+    out: list[tuple[int, str, str | None]] = []
+    i = 0
+    while i < len(raw):
+        start, text = i, raw[i]
+        while text.endswith("\\") and i + 1 < len(raw):
+            i += 1
+            text = text[:-1] + " " + raw[i]
+        body = None
+        m = HEREDOC.search(text)
+        if m:
+            end = i + 1
+            while end < len(raw) and raw[end].strip() != m.group(2):
+                end += 1
+            body = "\n".join(raw[i + 1 : end])
+            text = text[: m.start()] + text[m.end():]
+            i = end
+        out.append((start, text, body))
+        i += 1
+    return out
+
+
+def _decode_pipeline(stage_text: str, filters: list[list[str]]) -> str | None:
+    """Text that `echo TEXT | base64 -d | ...` produces, for the filters we know."""
+    data = stage_text.encode()
+    for argv in filters:
+        name = program_name(argv[0])
+        try:
+            if name in ("base64", "base32") and any(a in ("-d", "--decode", "-D") for a in argv):
+                decoder = base64.b64decode if name == "base64" else base64.b32decode
+                data = decoder(b"".join(data.split()))
+            elif name == "xxd" and "-r" in argv:
+                data = binascii.unhexlify(b"".join(data.split()))
+            elif name == "rev":
+                data = b"\n".join(line[::-1] for line in data.split(b"\n"))
+            elif name == "tr":
+                continue
+            else:
+                return None
+        except (ValueError, binascii.Error):
+            return None
+    return data.decode("utf-8", "replace")
+
+
+class ShellScanner:
+    """Turns shell text into facts. ``files`` is the session's memory of written files."""
+
+    def __init__(
+        self,
+        facts: FactSet,
+        files: MutableMapping[str, str],
+        renames: MutableMapping[str, str],
+        analyze_python: Analyze,
+    ) -> None:
+        self.facts = facts
+        self.files = files
+        self.renames = renames
+        self.analyze_python = analyze_python
+
+    # -- entry points ----------------------------------------------------
+    def scan(self, script: str, anchor: Anchor, depth: int = 0) -> None:
+        if depth > MAX_DEPTH or not script.strip():
+            return
+        variables: dict[str, str] = {}
+        for index, text, body in _logical_lines(script):
+            where = Anchor(anchor.node, anchor.line_offset + index, anchor.line)
+            if text.strip():
+                self.facts.add(Fact("string", text=text.strip(), evidence=text.strip(), anchor=where))
+            self._line(text, body, where, depth, variables)
+
+    def scan_argv(self, argv: list[str], anchor: Anchor, depth: int = 0) -> None:
+        text = " ".join(argv)
+        self.facts.add(Fact("string", text=text, evidence=text, anchor=anchor))
+        self._command(argv, anchor, depth, None)
+
+    # -- internals --------------------------------------------------------
+    def _line(self, text: str, body: str | None, anchor: Anchor, depth: int,
+              variables: dict[str, str]) -> None:
+        commands = _commands(_tokenize(text))
+        pipeline: list[list[str]] = []
+        for argv, op in commands:
+            argv = [self._expand(tok, variables) for tok in argv]
+            while argv and ASSIGN.match(argv[0]):
+                name, _, value = argv[0].partition("=")
+                variables[name] = value
+                argv = argv[1:]
+            if not argv:
+                continue
+            pipeline.append(argv)
+            if op == "|":
+                continue
+            self._pipeline(pipeline, anchor, depth, body)
+            pipeline = []
+        if pipeline:
+            self._pipeline(pipeline, anchor, depth, body)
+
+    @staticmethod
+    def _expand(token: str, variables: dict[str, str]) -> str:
+        if "$" not in token or not variables:
+            return token
+        return SHELL_VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), token)
+
+    def _pipeline(self, stages: list[list[str]], anchor: Anchor, depth: int,
+                  body: str | None) -> None:
+        for argv in stages:
+            self._command(argv, anchor, depth, body)
+        last = program_name(self._unwrap(stages[-1])[0]) if self._unwrap(stages[-1]) else ""
+        first = stages[0]
+        if len(stages) >= 2 and (last in SHELLS or PYTHONS.match(last)) and \
+                program_name(first[0]) in ("echo", "printf", "cat"):
+            if program_name(first[0]) == "cat":
+                text = "\n".join(self.files.get(a, "") for a in first[1:])
+            else:
+                text = " ".join(a for a in first[1:] if not a.startswith("-"))
+            decoded = _decode_pipeline(text, stages[1:-1])
+            if decoded is None:
+                return
+            if last in SHELLS:
+                self.scan(decoded, anchor, depth + 1)
+            else:
+                self.analyze_python(decoded, anchor, depth + 1)
+
+    def _unwrap(self, argv: list[str]) -> list[str]:
+        """Strip wrappers like sudo/env/nohup/timeout; returns the real command."""
+        for _ in range(8):
+            if not argv:
+                return argv
+            name = program_name(argv[0])
+            if name == "screen" or name == "tmux":
+                argv = self._unwrap_multiplexer(name, argv)
+                continue
+            if name not in _WRAPPER_OPTS_WITH_VALUE:
+                return argv
+            with_value = _WRAPPER_OPTS_WITH_VALUE[name]
+            i = 1
+            while i < len(argv) and (argv[i].startswith("-") or ASSIGN.match(argv[i])):
+                i += 2 if argv[i] in with_value else 1
+                if argv[i - 1] == "--":
+                    break
+            i += _POSITIONAL_FIRST.get(name, 0)
+            argv = argv[i:]
+        return argv
+
+    @staticmethod
+    def _unwrap_multiplexer(name: str, argv: list[str]) -> list[str]:
+        rest = argv[1:]
+        if name == "tmux":
+            rest = [a for a in rest if a not in ("new", "new-session", "new-window", "-d")]
+            rest = [a for i, a in enumerate(rest)
+                    if not (a.startswith("-") or (i and rest[i - 1] in ("-s", "-n", "-t")))]
+            return shlex.split(rest[0]) + rest[1:] if len(rest) == 1 and " " in rest[0] else rest
+        i = 0
+        while i < len(rest) and rest[i].startswith("-"):
+            i += 2 if rest[i] in ("-S", "-dmS", "-c", "-Logfile") else 1
+        return rest[i:]
+
+    def _command(self, argv: list[str], anchor: Anchor, depth: int, body: str | None) -> None:
+        argv = self._unwrap(argv)
+        if not argv:
+            return
+        program = program_name(argv[0])
+        args = argv[1:]
+        evidence = " ".join(argv)
+        self.facts.add(Fact("shell", name=program, text=" ".join(args), evidence=evidence,
+                            anchor=anchor))
+        original = self.renames.get(program)
+        if original and original != program:
+            self.facts.add(Fact("shell", name=original, text=" ".join(args),
+                                evidence=f"{evidence} (renamed from {original})", anchor=anchor))
+        self._urls(program, args, anchor)
+        self._installs(program, args, anchor)
+        self._nested(program, argv, args, anchor, depth, body)
+
+    def _urls(self, program: str, args: list[str], anchor: Anchor) -> None:
+        for arg in args:
+            if URL_TOKEN.match(arg) or (program in FETCHERS and "/" in arg and "." in arg
+                                        and not arg.startswith("-")):
+                self.facts.add(Fact("url", text=arg, evidence=arg, anchor=anchor))
+
+    def _installs(self, program: str, args: list[str], anchor: Anchor) -> None:
+        manager, packages = _install_request(program, args)
+        for package in packages:
+            if URL_TOKEN.match(package.removeprefix("git+")):
+                self.facts.add(Fact("url", text=package.removeprefix("git+"), evidence=package,
+                                    anchor=anchor))
+                continue
+            name = _package_name(package)
+            if name:
+                self.facts.add(Fact("install", name=name, manager=manager,
+                                    evidence=f"{manager} install {package}", anchor=anchor))
+
+    def _nested(self, program: str, argv: list[str], args: list[str], anchor: Anchor,
+                depth: int, body: str | None) -> None:
+        if program in ("mv", "cp", "ln", "install") and len(args) >= 2:
+            plain = [a for a in args if not a.startswith("-")]
+            if len(plain) == 2:
+                self.renames[program_name(plain[1])] = self.renames.get(
+                    program_name(plain[0]), program_name(plain[0]))
+        if program in ("cat", "tee") and body is not None:
+            for target in args:
+                if not target.startswith("-"):
+                    self.files[target] = body
+            return
+        is_python = bool(PYTHONS.match(program))
+        if program in SHELLS or is_python:
+            if "-c" in args:
+                code = args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else ""
+                if is_python:
+                    self.analyze_python(code, anchor, depth + 1)
+                else:
+                    self.scan(code, anchor, depth + 1)
+                return
+            if body is not None:
+                (self.analyze_python if is_python else self.scan)(body, anchor, depth + 1)
+            script = next((a for a in args if not a.startswith("-")), None)
+            if script is not None and is_python and args[:1] == ["-m"]:
+                return
+            if script is not None:
+                self._run_file(script, anchor, depth, python=is_python)
+            return
+        if argv[0] in self.files or posixpath.basename(argv[0]) in self.files:
+            self._run_file(argv[0], anchor, depth, python=argv[0].endswith(".py"))
+
+    def _run_file(self, path: str, anchor: Anchor, depth: int, python: bool) -> None:
+        content = self.files.get(path)
+        if content is None:
+            content = self.files.get(posixpath.basename(path))
+        if content is None:
+            return
+        if python:
+            self.analyze_python(content, anchor, depth + 1)
+        else:
+            self.scan(content, anchor, depth + 1)
+
+
+_VALUE_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url",
+                  "--extra-index-url", "-f", "--find-links", "-t", "--target", "-e",
+                  "--editable", "-n", "--name", "-p", "--prefix", "--channel", "-o",
+                  "--option", "--python", "--trusted-host", "--root"}
+
+
+def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:
+    """(manager, requested packages) when the command installs packages."""
+    manager = ""
+    rest: list[str] = []
+    if program in ("pip", "pip3") or re.match(r"^pip\d(\.\d+)?$", program):
+        manager, rest = "pip", args
+    elif PYTHONS.match(program) and args[:2] in (["-m", "pip"],):
+        manager, rest = "pip", args[2:]
+    elif program == "uv" and args[:1] == ["pip"]:
+        manager, rest = "pip", args[1:]
+    elif program == "uv" and args[:1] == ["add"]:
+        return "pip", [a for a in args[1:] if not a.startswith("-")]
+    elif program in ("conda", "mamba", "micromamba"):
+        manager, rest = "conda", args
+    elif program in ("apt", "apt-get", "aptitude"):
+        manager, rest = "apt", args
+    elif program == "dpkg" and ("-i" in args or "--install" in args):
+        return "apt", [a for a in args if not a.startswith("-")]
+    elif program in ("npm", "pnpm") and any(a in ("-g", "--global") for a in args):
+        manager, rest = "npm", [a for a in args if a not in ("-g", "--global")]
+    elif program == "yarn" and args[:2] == ["global", "add"]:
+        return "npm", [a for a in args[2:] if not a.startswith("-")]
+    if not manager:
+        return "", []
+    verbs = {"install", "add", "i", "create"}
+    try:
+        start = next(i for i, a in enumerate(rest) if a in verbs)
+    except StopIteration:
+        return manager, []
+    packages: list[str] = []
+    skip = False
+    for arg in rest[start + 1 :]:
+        if skip:
+            skip = False
+            continue
+        if arg in _VALUE_OPTIONS:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        packages.append(arg)
+    return manager, packages
+
+
+def _package_name(spec: str) -> str:
+    """`Foo_Bar[x]>=1.0` -> `foo-bar`; `./chrome-remote-desktop_current_amd64.deb` -> its name."""
+    spec = spec.strip("'\"")
+    if spec.endswith(".deb"):
+        spec = posixpath.basename(spec).split("_")[0]
+    elif spec.endswith((".whl", ".tar.gz", ".zip")):
+        spec = posixpath.basename(spec).split("-")[0]
+    spec = re.split(r"[\[<>=!~;@ ]|:(?=\w)", spec, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", spec).lower().strip("-")
