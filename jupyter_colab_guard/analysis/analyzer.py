@@ -9,17 +9,20 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..policy.model import Identity, Policy, Rule
+from ..policy.keywords import word
 from .engine import Engine
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
+from .locate import keyword_lines, line_of, line_starts, snippets
 from .pyscan import Memory, PythonScanner
+from .resolve import CellIndex
 from .shell import ShellScanner
 from .transform import transform
 
@@ -27,14 +30,29 @@ INCOMPLETE_RULE = "analysis.incomplete"
 INTERNAL_RULE = "analysis.error"
 
 # Constructs that can hide a name from the keyword prefilter, or run text as code.
+# Every alternative starts with a literal character so the scan stays fast on big cells.
 MARKERS = re.compile(
     r"chr\s*\(|fromhex|unhexlify|b\d\d[a-z]*decode|decodebytes|codecs|rot.?13|__import__|"
     r"import_module|getattr\s*\(|__builtins__|__dict__|globals\s*\(|vars\s*\(|sys\.modules|"
-    r"\bexec\b|\beval\b|compile\s*\(|system|popen|subprocess|spawn|execv|execl|\bpty\b|"
-    r"getoutput|run_cell|alias|base64|\bsocket\b|connect\s*\(|\.write|%run|\brun\s+-|"
-    r"['\"]\s*\+|\+\s*['\"]|['\"]\s*\.join|\[\s*::\s*-1\s*\]|^\s*!.*[{$]|^\s*%.*[{$]",
-    re.MULTILINE,
+    r"exec(?!\w)|eval(?!\w)|compile\s*\(|system|popen|subprocess|spawn|execv|execl|"
+    r"pty(?!\w)|getoutput|run_cell|run_line_magic|alias|base64|socket|connect|"
+    r"\.write|%run|['\"]\s*\+|\+\s*['\"]|['\"]\s*\.join|\[\s*::\s*-1\s*\]"
 )
+# `!cmd {var}` / `%magic $var`: IPython substitutes variables into the command.
+SUBSTITUTION = re.compile(r"^[ \t]*[!%][^\n]*[{$]", re.MULTILINE)
+
+
+def _marked(text: str) -> bool:
+    return MARKERS.search(text) is not None or SUBSTITUTION.search(text) is not None
+
+
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+# Modules through which code reaches a shell, an evaluator or the network.
+SINK_MODULES = frozenset({"os", "subprocess", "pty", "asyncio", "pexpect", "sh", "commands",
+                          "platform", "IPython", "builtins", "importlib", "socket", "ctypes",
+                          "exec", "eval", "compile", "get_ipython", "__import__", "getattr"})
+# Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
+SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re.MULTILINE)
 
 
 @dataclass
@@ -112,51 +130,111 @@ class Analyzer:
         return self.policy.filter(found, identity)
 
     # -- analysis ------------------------------------------------------------------
-    def needs_deep(self, source: str, memory: Memory) -> bool:
-        """The cheap prefilter: can any rule possibly match this cell?"""
-        if self.engine.always_deep or MARKERS.search(source):
-            return True
+    def live_rules(self, source: str, memory: Memory) -> set[str] | None:
+        """The cheap prefilter: rules that can still match this cell (None: all of them)."""
+        marked = _marked(source)
+        if marked and self.engine.always_deep:
+            return None
         lowered = source.lower()
-        if self.engine.prefilter.hits(lowered):
-            return True
-        names = [*memory.files, *memory.shell_aliases, *memory.magic_aliases, *memory.renames]
-        return any(name and name.lower() in lowered for name in names if name != "file")
+        shell = marked or SHELL_ENTRY.search(source) is not None
+        live = self.engine.live_rules(lowered, shell)
+        if live or marked:
+            return live
+        if any(name.lower() in lowered for name in _memory_names(memory)):
+            return live
+        if memory.sink_names and memory.sink_names.intersection(_IDENT.findall(source)):
+            return live
+        return set()
 
     def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
         try:
-            if not self.needs_deep(source, memory):
+            live = self.live_rules(source, memory)
+            if live is not None and not live and not _marked(source) and not \
+                    self._memory_hit(source, memory):
                 return _Result([])
-            return self._deep(source, memory, history)
-        except RecursionError as exc:
-            return _Result([self._error_finding(exc)])
+            return self._deep(source, memory, history, live)
         except Exception as exc:  # the analyzer must never take the kernel or server down
-            return _Result([self._error_finding(exc)])
+            return _Result([self._error_finding(exc)], {})
 
-    def _deep(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
+    @staticmethod
+    def _memory_hit(source: str, memory: Memory) -> bool:
+        lowered = source.lower()
+        if any(name.lower() in lowered for name in _memory_names(memory)):
+            return True
+        return bool(memory.sink_names and memory.sink_names.intersection(_IDENT.findall(source)))
+
+    def _wanted_lines(self, code: str, memory: Memory, live: set[str] | None) -> set[int]:
+        lowered = code.lower()
+        starts = line_starts(code)
+        wanted = {line_of(starts, m.start()) for m in MARKERS.finditer(code)}
+        rules = self.engine.rule_line_keywords
+        keywords: set[str] = set()
+        for rule_id in (live if live is not None else rules):
+            keywords |= rules.get(rule_id, set())
+        keywords |= {name.lower() for name in _memory_names(memory)}
+        keywords |= {word(name) for name in memory.sink_names}
+        wanted |= keyword_lines(code, lowered, keywords, starts)
+        return wanted
+
+    def _deep(self, source: str, memory: Memory, history: Lookup | None,
+              live: set[str] | None) -> _Result:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            code, line_map = transform(source)
-        try:
-            module = cst.parse_module(code)
-        except cst.ParserSyntaxError as exc:
-            return self._fallback(source, memory, history, str(exc).splitlines()[0])
+            try:  # plain Python: IPython's transforms would leave it as it is
+                tree = ast.parse(source)
+                code = source
+                line_map = list(range(1, source.count("\n") + 2))
+            except (SyntaxError, ValueError, OverflowError):
+                code, line_map = transform(source)
+                try:
+                    tree = ast.parse(code)
+                except (SyntaxError, ValueError, OverflowError):
+                    return self._fallback(source, memory, history, "not valid Python")
+        index = CellIndex(code, tree, history)
         facts = FactSet()
-        scanner = PythonScanner(facts, memory, history)
-        module.visit(scanner)
+        scanner = PythonScanner(facts, memory, None)
+        unparsed: list[int] = []
+        for snip in snippets(code, tree, self._wanted_lines(code, memory, live)):
+            try:
+                module = cst.parse_module(snip.text)
+            except Exception:
+                unparsed.append(snip.first_line)
+                facts.add(Fact("string", text=snip.text, evidence=snip.text[:200],
+                               anchor=Anchor(line=_original(line_map, snip.first_line))))
+                continue
+            scanner.history = index.lookup_before(snip.first_line)
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
         scanner.finish()
-        matches = self.engine.match(facts.facts)
-        findings: list[Finding] = []
-        if matches:
-            positions = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-            original, transformed = source.splitlines(), code.splitlines()
-            findings = [self._finding(rule, fact, positions, original, transformed, line_map)
-                        for rule, fact in matches]
+        memory.sink_names.update(
+            name for name, (kind, value) in scanner.bindings.items()
+            if kind == "qual" and str(value).split(".")[0] in SINK_MODULES)
+        findings = self._findings(facts.facts, source, code, line_map)
+        if unparsed:
+            findings.append(self._incomplete(_original(line_map, unparsed[0]), self.policy.on_error,
+                                             "libcst could not parse a statement"))
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
         return _Result(findings, scanner.bindings, scanner.used_history)
 
+    def _findings(self, facts: list[Fact], source: str, code: str,
+                  line_map: list[int] | None) -> list[Finding]:
+        matches = self.engine.match(facts)
+        if not matches:
+            return []
+        positions: dict[int, object] = {}
+        original, transformed = source.splitlines(), code.splitlines()
+        out = []
+        for rule, fact in matches:
+            module = fact.anchor.module
+            if module is not None and id(module) not in positions:
+                wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+                positions[id(module)] = wrapper.resolve(PositionProvider)
+            table = positions.get(id(module)) if module is not None else None
+            out.append(self._finding(rule, fact, table, original, transformed, line_map))
+        return out
+
     def _fallback(self, source: str, memory: Memory, history: Lookup | None,
                   reason: str) -> _Result:
-        """Line by line for text libcst cannot parse; says so in a finding of its own."""
+        """Line by line for text Python cannot parse; says so in a finding of its own."""
         facts = FactSet()
         for number, line in enumerate(source.splitlines(), start=1):
             stripped = line.strip()
@@ -164,28 +242,24 @@ class Analyzer:
                 continue
             anchor = Anchor(line=number)
             try:
-                code = transform(stripped)[0]
-                module = cst.parse_module(code)
+                module = cst.parse_module(transform(stripped)[0])
             except Exception:
                 facts.add(Fact("string", text=stripped, evidence=stripped, anchor=anchor))
                 continue
-            scanner = PythonScanner(facts, memory, history, outer=anchor)
-            module.visit(scanner)
-            scanner.finish()
-        findings = [self._finding(rule, fact, {}, [], [], None)
+            PythonScanner(facts, memory, history, outer=anchor).visit_snippet(module)
+        findings = [self._finding(rule, fact, None, [], [], None)
                     for rule, fact in self.engine.match(facts.facts)]
-        try:
-            ast.parse(transform(source)[0])
-            action = self.policy.on_error  # Python would run it: the policy decides
-        except (SyntaxError, ValueError):
-            action = "log"  # Python cannot run it either
-        findings.append(Finding(
+        # Python cannot run this cell either, so nothing runs: record, do not block
+        findings.append(self._incomplete(1, "log", reason))
+        return _Result(findings, {})
+
+    def _incomplete(self, line: int, action: str, reason: str) -> Finding:
+        return Finding(
             category="analysis", rule=INCOMPLETE_RULE, action=action, severity="low",
             message=f"Part of this cell could not be parsed and was checked line by line only "
                     f"({reason}).",
-            line=1, column=1, evidence="", title="Analysis incomplete",
-        ))
-        return _Result(findings, {})
+            line=line, column=1, evidence="", title="Analysis incomplete",
+        )
 
     # -- findings -------------------------------------------------------------
     def _finding(self, rule: Rule, fact: Fact, positions: object, original: list[str],
@@ -203,16 +277,17 @@ class Analyzer:
                 line_map: list[int] | None) -> tuple[int, int]:
         if anchor.line:
             return anchor.line + anchor.line_offset, 1
-        if anchor.node is None or line_map is None:
+        if anchor.node is None or line_map is None or positions is None:
             return 1, 1
         pos = positions.get(anchor.node)  # type: ignore[attr-defined]
         if pos is None:
             return 1, 1
-        t_line = pos.start.line
-        o_line = line_map[t_line - 1] if 0 < t_line <= len(line_map) else 1
+        t_line = anchor.base + pos.start.line
+        o_line = _original(line_map, t_line)
         if anchor.line_offset:
             return o_line + anchor.line_offset, 1
-        return o_line, _column(original, transformed, t_line, o_line, pos.start.column)
+        return o_line, _column(original, transformed, t_line, o_line,
+                               pos.start.column + anchor.indent)
 
     def _error_finding(self, exc: BaseException) -> Finding:
         return Finding(
@@ -224,6 +299,16 @@ class Analyzer:
     @staticmethod
     def _is_runtime_rule(rule: Rule) -> bool:
         return _kinds(rule.match) <= {"shell", "string", "url", "install"}
+
+
+def _original(line_map: list[int], t_line: int) -> int:
+    return line_map[t_line - 1] if 0 < t_line <= len(line_map) else 1
+
+
+def _memory_names(memory: Memory) -> list[str]:
+    names = [*memory.files, *memory.shell_aliases, *memory.renames]
+    names += [k for k in memory.magic_aliases if k != "file"]
+    return [n for n in names if n]
 
 
 def _kinds(matcher: object) -> set[str]:
@@ -241,26 +326,6 @@ def _only_connect(rule: Rule) -> bool:
     return _kinds(rule.match) == {"connect"}
 
 
-class _HistoryCell:
-    __slots__ = ("_bindings", "source")
-
-    def __init__(self, source: str, bindings: dict[str, Binding] | None) -> None:
-        self.source = source
-        self._bindings = bindings
-
-    def bindings(self, lookup: Lookup) -> dict[str, Binding]:
-        if self._bindings is None:
-            self._bindings = {}
-            try:
-                code = transform(self.source)[0]
-                scanner = PythonScanner(FactSet(), Memory(), lookup)
-                cst.parse_module(code).visit(scanner)
-                self._bindings = scanner.bindings
-            except Exception:
-                pass
-        return self._bindings
-
-
 class Session:
     """Checks cells in order, remembering variables, imports and written files."""
 
@@ -268,21 +333,22 @@ class Session:
         self.analyzer = analyzer
         self.identity = identity
         self.memory = Memory()
-        self.history: list[_HistoryCell] = []
+        self._cells: list[CellIndex] = []
 
-    def _lookup_before(self, end: int) -> Lookup:
+    def _lookup_before(self, count: int) -> Lookup:
+        """Resolve a name in the last binding of it among the first ``count`` cells."""
+
         def lookup(name: str) -> Binding | None:
-            for index in range(end - 1, -1, -1):
-                cell = self.history[index]
-                if name in cell.source:
-                    found = cell.bindings(self._lookup_before(index)).get(name)
-                    if found is not None:
-                        return found
+            for cell in reversed(self._cells[:count]):
+                found = cell.resolve_local(name)
+                if found is not None:
+                    return found
             return None
 
         return lookup
 
     def check(self, source: str) -> list[Finding]:
-        result = self.analyzer.analyse(source, self.memory, self._lookup_before(len(self.history)))
-        self.history.append(_HistoryCell(source, result.bindings))
+        earlier = self._lookup_before(len(self._cells))
+        result = self.analyzer.analyse(source, self.memory, earlier)
+        self._cells.append(CellIndex.from_source(source, earlier))
         return self.analyzer.policy.filter(result.findings, self.identity)

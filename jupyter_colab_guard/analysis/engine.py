@@ -6,32 +6,47 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
+from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from .facts import UNKNOWN, Fact, Value
 
-_WORD = re.compile(r"[a-z0-9]{4,}")  # alphanumeric runs long enough to hold a 4-gram
+_TOKEN = re.compile(r"[a-z0-9_]+")
+_RUN = re.compile(r"[a-z0-9]{4,}")
 
 
 class KeywordIndex:
-    """Which of many keywords occur in a text, in time that depends on the text only."""
+    """Which of many keywords occur in a text, in time that depends on the text only.
+
+    Whole-word keywords (``\\bxmrig\\b``) are looked up in the set of the text's words;
+    substrings through 4-grams of those words, then confirmed with ``in``.
+    """
 
     def __init__(self, keywords: Iterable[str]) -> None:
+        self.words: dict[str, str] = {}
         self.by_gram: dict[str, list[str]] = defaultdict(list)
         self.short: list[str] = []
         for keyword in sorted(set(keywords)):
-            runs = _WORD.findall(keyword)
+            plain = bare(keyword)
+            if plain != keyword:
+                self.words[plain] = keyword
+                continue
+            runs = _RUN.findall(keyword)
             if runs:
                 self.by_gram[max(runs, key=len)[:4]].append(keyword)
             else:
                 self.short.append(keyword)
 
+    def __bool__(self) -> bool:
+        return bool(self.words or self.by_gram or self.short)
+
     def hits(self, lowered: str) -> set[str]:
         found = {k for k in self.short if k in lowered}
-        if not self.by_gram:
-            return found
-        grams = {w[i : i + 4] for w in set(_WORD.findall(lowered)) for i in range(len(w) - 3)}
-        for gram in grams.intersection(self.by_gram):
-            found.update(k for k in self.by_gram[gram] if k in lowered)
+        tokens = set(_TOKEN.findall(lowered))
+        found.update(self.words[t] for t in tokens.intersection(self.words))
+        if self.by_gram:
+            grams = {w[i : i + 4] for w in tokens if len(w) > 3 for i in range(len(w) - 3)}
+            for gram in grams.intersection(self.by_gram):
+                found.update(k for k in self.by_gram[gram] if k in lowered)
         return found
 
 
@@ -54,18 +69,47 @@ class Engine:
         self.ports: dict[int, list[Leaf]] = defaultdict(list)
         self.gated: dict[str, list[Leaf]] = defaultdict(list)  # keyword -> regex leaves
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
-        self.always_deep = False
-        all_keywords: list[str] = []
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
         for leaf in policy.leaves:
             self._index(leaf)
-            all_keywords.extend(leaf.keywords)
-            if not leaf.keywords:
-                self.always_deep = True
-        self.prefilter = KeywordIndex(all_keywords)
         self.regex_index = KeywordIndex(self.gated)
+        self._build_prefilter(policy.rules)
+
+    # -- prefilter ----------------------------------------------------------------
+    def _build_prefilter(self, rules: list[Rule]) -> None:
+        """Per rule, the keywords one of which any match needs, by where they can show."""
+        self.always_live: set[str] = set()
+        self.gate_rules: dict[str, dict[str, list[str]]] = {g: defaultdict(list) for g in GATES}
+        self.rule_line_keywords: dict[str, set[str]] = {}
+        for rule in rules:
+            requirement = _requirement(rule.match)
+            # lines worth a deep look; argument fragments ("-o") of shell leaves only count
+            # on lines that reach a shell, which the markers select anyway
+            self.rule_line_keywords[rule.id] = {
+                k for leaf in _leaves(rule.match) if leaf.kind != "connect" for k in leaf.keywords
+                if not (leaf.kind in ("shell", "install") and bare(k) == k)}
+            if requirement is None:
+                self.always_live.add(rule.id)
+                continue
+            for kind, keyword in requirement:
+                if kind != "connect":  # a connect always stands on a marked line
+                    self.gate_rules[GATE_OF[kind]][keyword].append(rule.id)
+        self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
+        self.always_deep = bool(self.always_live)
+
+    def live_rules(self, lowered: str, shell: bool) -> set[str]:
+        """Rules that can still match a text; ``shell``: the text reaches a shell."""
+        live = set(self.always_live)
+        for gate, index in self.gates.items():
+            if gate == "shell" and not shell:
+                continue
+            if gate == "url" and not any(m in lowered for m in URL_MARKS):
+                continue
+            for keyword in index.hits(lowered):
+                live.update(self.gate_rules[gate][keyword])
+        return live
 
     def _index(self, leaf: Leaf) -> None:
         if leaf.kind == "import":
@@ -178,6 +222,31 @@ class Engine:
                 if fact is not None:
                     out.append((rule, fact))
         return out
+
+
+GATES = ("code", "shell", "url")
+GATE_OF = {"import": "code", "call": "code", "string": "code", "shell": "shell",
+           "install": "shell", "url": "url", "connect": "code"}
+URL_MARKS = ("://", "git@", "magnet:")
+Requirement = list[tuple[str, str]]  # (leaf kind, keyword): any one must be present
+
+
+def _requirement(matcher: Matcher) -> Requirement | None:
+    """Keywords one of which every match of ``matcher`` contains; None: no such set."""
+    if isinstance(matcher, Leaf):
+        return [(matcher.kind, k) for k in matcher.keywords] or None
+    if matcher.op == "not":
+        return None
+    children = [_requirement(c) for c in matcher.children]
+    if matcher.op == "any":
+        if any(c is None for c in children):
+            return None
+        return [pair for c in children for pair in c]  # type: ignore[union-attr]
+    usable = [c for c in children if c]
+    if not usable:
+        return None
+    # 'all': one child's keywords suffice; take the most selective (longest shortest keyword)
+    return max(usable, key=lambda c: (min(len(bare(k)) for _, k in c), -len(c)))
 
 
 def _leaves(matcher: Matcher) -> Iterable[Leaf]:

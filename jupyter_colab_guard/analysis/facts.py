@@ -17,6 +17,9 @@ class Anchor:
     node: cst.CSTNode | None = None
     line_offset: int = 0
     line: int = 0  # explicit original line (fallback scanner), 0 = use node
+    module: cst.Module | None = None  # the snippet the node belongs to
+    base: int = 0  # lines of the transformed cell above the snippet
+    indent: int = 0  # columns the snippet was dedented by
 
 
 @dataclass(slots=True)

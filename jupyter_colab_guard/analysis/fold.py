@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import binascii
 import codecs
@@ -23,6 +24,20 @@ NAMESPACE_DICTS = frozenset({"__builtins__", "__builtins__.__dict__", "builtins.
 # A binding is ("const", value) or ("qual", qualified name).
 Binding = tuple[str, Any]
 Lookup = Callable[[str], Binding | None]
+
+
+def string_value(literal: str) -> str | bytes:
+    """The value of a string literal; the common plain case without ast.literal_eval."""
+    quote = literal[-1]
+    if literal[0] == quote:
+        body = literal[3:-3] if literal.startswith(quote * 3) and len(literal) >= 6 else literal[1:-1]
+        if "\\" not in body:
+            return body
+        try:
+            return body.encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeError:
+            pass
+    return ast.literal_eval(literal)
 
 
 def _text(value: Value) -> str | None:
@@ -103,7 +118,7 @@ class Folder:
 
     def _fold(self, node: cst.BaseExpression) -> Value:
         if isinstance(node, cst.SimpleString):
-            return node.evaluated_value
+            return string_value(node.value)
         if isinstance(node, cst.ConcatenatedString):
             left, right = self.fold(node.left), self.fold(node.right)
             if type(left) is type(right) and isinstance(left, str | bytes):

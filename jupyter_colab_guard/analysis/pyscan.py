@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class Memory:
     renames: dict[str, str] = field(default_factory=dict)  # program -> original program
     magic_aliases: dict[str, str] = field(default_factory=lambda: {"file": "writefile"})
     shell_aliases: dict[str, str] = field(default_factory=dict)  # %alias name -> command
+    sink_names: set[str] = field(default_factory=set)  # names bound to os/subprocess/... things
 
 
 def _text(value: Value) -> str | None:
@@ -57,6 +59,9 @@ class PythonScanner(cst.CSTVisitor):
         self.file_handles: dict[str, str] = {}
         self.decoded: list[tuple[str, Anchor]] = []
         self._current: Anchor | None = None
+        self.module: cst.Module | None = None  # the snippet being visited
+        self.base = 0
+        self.indent = 0
         self.folder = Folder(self.lookup, self._on_decoded)
         self.shell = ShellScanner(facts, memory.files, memory.renames, self.scan_python_text)
 
@@ -87,7 +92,11 @@ class PythonScanner(cst.CSTVisitor):
     def anchor(self, node: cst.CSTNode, offset: int = 0) -> Anchor:
         if self.outer is not None:
             return self.outer
-        return Anchor(node, offset)
+        return Anchor(node, offset, module=self.module, base=self.base, indent=self.indent)
+
+    def visit_snippet(self, module: cst.Module, base: int = 0, indent: int = 0) -> None:
+        self.module, self.base, self.indent = module, base, indent
+        module.visit(self)
 
     def _on_decoded(self, text: str) -> None:
         if self._current is not None:
@@ -163,6 +172,13 @@ class PythonScanner(cst.CSTVisitor):
         self._string_fact(node, node)
 
     def visit_FormattedString(self, node: cst.FormattedString) -> None:
+        self._string_fact(node, node)
+
+    def visit_BinaryOperation(self, node: cst.BinaryOperation) -> None:
+        if isinstance(node.operator, cst.Add | cst.Modulo | cst.Multiply):
+            self._string_fact(node, node)  # "mining." + "authorize" anywhere, e.g. in a dict
+
+    def visit_ConcatenatedString(self, node: cst.ConcatenatedString) -> None:
         self._string_fact(node, node)
 
     def _string_fact(self, value_node: cst.BaseExpression, at: cst.CSTNode) -> None:
@@ -354,9 +370,8 @@ class PythonScanner(cst.CSTVisitor):
         if len(args) < 3 or not all(isinstance(a, str) for a in args[:3]):
             return
         name, line, body = self._magic_name(str(args[0])), str(args[1]), str(args[2])
-        body_anchor = Anchor(anchor.node, anchor.line_offset + 1, anchor.line)
-        if self.outer is not None:
-            body_anchor = self.outer
+        body_anchor = anchor if self.outer is not None else dataclasses.replace(
+            anchor, line_offset=anchor.line_offset + 1)
         if name in sinks.SHELL_CELL_MAGICS or (name == "script" and line.split()[:1] and
                                                posixpath.basename(line.split()[0]) in
                                                ("bash", "sh", "zsh", "dash")):
@@ -390,7 +405,7 @@ class PythonScanner(cst.CSTVisitor):
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
             return
         scanner = PythonScanner(self.facts, self.memory, self.lookup, anchor, depth)
-        module.visit(scanner)
+        scanner.visit_snippet(module)
         scanner.finish()
         if scanner.used_history:
             self.used_history = True
@@ -404,11 +419,3 @@ class PythonScanner(cst.CSTVisitor):
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
             self.shell.scan(text, anchor, self.depth + 1)
             self.scan_python_text(text, anchor, self.depth + 1)
-
-
-def scan_module(module: cst.Module, facts: FactSet, memory: Memory,
-                history: Lookup | None = None) -> PythonScanner:
-    scanner = PythonScanner(facts, memory, history)
-    module.visit(scanner)
-    scanner.finish()
-    return scanner

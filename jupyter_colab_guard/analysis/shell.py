@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import posixpath
 import re
 import shlex
@@ -158,7 +159,7 @@ class ShellScanner:
             return
         variables: dict[str, str] = {}
         for index, text, body in _logical_lines(script):
-            where = Anchor(anchor.node, anchor.line_offset + index, anchor.line)
+            where = dataclasses.replace(anchor, line_offset=anchor.line_offset + index)
             if text.strip():
                 self.facts.add(Fact("string", text=text.strip(), evidence=text.strip(), anchor=where))
             self._line(text, body, where, depth, variables)
@@ -199,7 +200,8 @@ class ShellScanner:
                   body: str | None) -> None:
         for argv in stages:
             self._command(argv, anchor, depth, body)
-        last = program_name(self._unwrap(stages[-1])[0]) if self._unwrap(stages[-1]) else ""
+        real = self._unwrap(stages[-1])[0]
+        last = program_name(real[0]) if real else ""
         first = stages[0]
         if len(stages) >= 2 and (last in SHELLS or PYTHONS.match(last)) and \
                 program_name(first[0]) in ("echo", "printf", "cat"):
@@ -215,26 +217,28 @@ class ShellScanner:
             else:
                 self.analyze_python(decoded, anchor, depth + 1)
 
-    def _unwrap(self, argv: list[str]) -> list[str]:
-        """Strip wrappers like sudo/env/nohup/timeout; returns the real command."""
+    def _unwrap(self, argv: list[str]) -> tuple[list[str], list[list[str]]]:
+        """Strip wrappers like sudo/env/nohup/timeout: (the real command, the wrappers)."""
+        wrappers: list[list[str]] = []
         for _ in range(8):
             if not argv:
-                return argv
+                break
             name = program_name(argv[0])
-            if name == "screen" or name == "tmux":
-                argv = self._unwrap_multiplexer(name, argv)
-                continue
-            if name not in _WRAPPER_OPTS_WITH_VALUE:
-                return argv
-            with_value = _WRAPPER_OPTS_WITH_VALUE[name]
-            i = 1
-            while i < len(argv) and (argv[i].startswith("-") or ASSIGN.match(argv[i])):
-                i += 2 if argv[i] in with_value else 1
-                if argv[i - 1] == "--":
-                    break
-            i += _POSITIONAL_FIRST.get(name, 0)
-            argv = argv[i:]
-        return argv
+            if name in ("screen", "tmux"):
+                inner = self._unwrap_multiplexer(name, argv)
+            elif name in _WRAPPER_OPTS_WITH_VALUE:
+                with_value = _WRAPPER_OPTS_WITH_VALUE[name]
+                i = 1
+                while i < len(argv) and (argv[i].startswith("-") or ASSIGN.match(argv[i])):
+                    i += 2 if argv[i] in with_value else 1
+                    if argv[i - 1] == "--":
+                        break
+                inner = argv[i + _POSITIONAL_FIRST.get(name, 0):]
+            else:
+                break
+            wrappers.append(argv[: len(argv) - len(inner)] if inner else argv)
+            argv = inner
+        return argv, wrappers
 
     @staticmethod
     def _unwrap_multiplexer(name: str, argv: list[str]) -> list[str]:
@@ -250,7 +254,10 @@ class ShellScanner:
         return rest[i:]
 
     def _command(self, argv: list[str], anchor: Anchor, depth: int, body: str | None) -> None:
-        argv = self._unwrap(argv)
+        argv, wrappers = self._unwrap(argv)
+        for wrapper in wrappers:  # wrappers are programs too (proxychains, torsocks, screen)
+            self.facts.add(Fact("shell", name=program_name(wrapper[0]), text=" ".join(wrapper[1:]),
+                                evidence=" ".join(wrapper + argv), anchor=anchor))
         if not argv:
             return
         program = program_name(argv[0])

@@ -26,8 +26,19 @@ def _automagic(code: str) -> str:
     return f"{m.group(1)}get_ipython().run_line_magic({m.group(2)!r}, {(m.group(4) or '')!r})\n"
 
 
+# Anything IPython's static transforms act on: escapes (! % ? , ; /) at a line start,
+# `x = !cmd`, `obj?`, prompts, a first line indented. Without them the cell is left as it is.
+_IPYTHON_SYNTAX = re.compile(
+    r"^[ \t]*[!%?,;/]|^[ \t]*\w[\w.]*[ \t]*=[ \t]*[!%]|\?[ \t]*$|^[ \t]*(?:>>>|In \[)|\A[ \t]+\S",
+    re.MULTILINE,
+)
+
+
 def transform(source: str) -> tuple[str, list[int]]:
     """Transformed Python text and, per transformed line, its 1-based original line."""
+    if not _IPYTHON_SYNTAX.search(source) and "\n" in source.strip("\n"):
+        code = source if source.endswith("\n") else source + "\n"
+        return code, list(range(1, code.count("\n") + 1))
     code = TransformerManager().transform_cell(source)
     code = _automagic(code)
     original = source.splitlines()

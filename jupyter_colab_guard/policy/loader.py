@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .keywords import regex_keywords
+from .keywords import regex_keywords, word
 from .model import (
     LEAF_KINDS,
     Category,
@@ -177,7 +177,8 @@ class _PolicyBuilder:
         leaf = self.leaf(kind, value, where)
         if leaf is None:
             return None
-        explicit = tuple(k.lower() for k in self.r.strings(fields.get("keywords"), f"{key}.keywords"))
+        explicit = tuple(k.lower() for k in self.r.strings(fields.get("keywords"),
+                                                            f"{key}.keywords"))
         if explicit:
             leaf.keywords = explicit
         if not leaf.keywords and kind in ("url", "string", "shell"):
@@ -193,7 +194,7 @@ class _PolicyBuilder:
         r = self.r
         if kind == "import":
             names = r.strings(node, key)
-            return Leaf(kind, names=names, keywords=tuple({n.split(".")[0].lower() for n in names}))
+            return Leaf(kind, names=names, keywords=tuple({word(n.split(".")[0]) for n in names}))
         if kind in ("url", "string"):
             pattern = r.regex(node, key)
             if pattern is None:
@@ -204,7 +205,7 @@ class _PolicyBuilder:
             names = r.strings(f.get("name"), f"{key}.name")
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
-            keywords = tuple({n.rsplit(".", 1)[-1].lower() for n in names})
+            keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
             return Leaf(kind, names=names, args=tuple(args), kwargs=tuple(kwargs), keywords=keywords)
         if kind == "shell":
             f = r.mapping(node, key, {"program"}, {"args"})
@@ -215,7 +216,7 @@ class _PolicyBuilder:
                 if pattern is None:
                     r.error(node, f"{key}.args", "program '*' needs an args pattern")
             else:
-                keywords = programs
+                keywords = tuple(word(p) for p in programs)
             return Leaf(kind, names=programs, pattern=pattern, keywords=keywords)
         if kind == "install":
             f = r.mapping(node, key, {"package"}, {"manager"})
@@ -225,7 +226,8 @@ class _PolicyBuilder:
                     r.error(f.get("manager"), f"{key}.manager",
                             f"must be one of {', '.join(MANAGERS)}, not {manager!r}")
             packages = tuple(normalize_package(p) for p in r.strings(f.get("package"), f"{key}.package"))
-            return Leaf(kind, names=packages, managers=managers, keywords=packages)
+            return Leaf(kind, names=packages, managers=managers,
+                        keywords=tuple(word(p) for p in packages))
         if kind == "connect":
             f = r.mapping(node, key, set(), {"host", "port"})
             if not f:
@@ -237,6 +239,8 @@ class _PolicyBuilder:
                 items = pnode.value if isinstance(pnode, SequenceNode) else [pnode]
                 ports = [p for p in (r.integer(i, f"{key}.port") for i in items) if p is not None]
             keywords = regex_keywords(pattern.pattern) if pattern else ()
+            if ports and not keywords:
+                keywords = tuple(word(str(p)) for p in ports)  # a literal port is in the text
             return Leaf(kind, pattern=pattern, ports=tuple(ports), keywords=keywords)
         return None
 

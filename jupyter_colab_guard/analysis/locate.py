@@ -1,0 +1,134 @@
+"""Which statements of a cell deserve deep analysis, cut out as small libcst-parsable snippets.
+
+Python's own parser (C speed) only finds statement boundaries here; the analysis itself runs
+on libcst trees of the snippets. A 2000-line cell with one suspicious line costs one
+ast.parse plus a one-line libcst parse, not a 2000-line libcst parse.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..policy.keywords import bare
+
+_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers")  # a match is kept whole
+
+
+@dataclass(frozen=True, slots=True)
+class Snippet:
+    first_line: int  # 1-based line of the transformed cell where the snippet starts
+    text: str  # dedented, parsable on its own
+    header_only: bool = False
+    indent: int = 0  # columns removed by the dedent
+
+
+def line_starts(code: str) -> list[int]:
+    starts = [0]
+    starts.extend(m.end() for m in re.finditer("\n", code))
+    return starts
+
+
+def line_of(starts: list[int], offset: int) -> int:
+    return bisect.bisect_right(starts, offset)
+
+
+def keyword_lines(code: str, lowered: str, keywords: Iterable[str],
+                  starts: list[int] | None = None) -> set[int]:
+    """1-based lines of ``code`` where any of the keywords occurs (one regex pass)."""
+    words = {bare(k) for k in keywords if bare(k) != k}
+    parts = [re.escape(bare(k)) for k in sorted(set(keywords), key=len, reverse=True)]
+    if not parts:
+        return set()
+    starts = starts if starts is not None else line_starts(code)
+    pattern = re.compile("|".join(parts))  # literal-first: the regex engine scans fast
+    lines: set[int] = set()
+    match = pattern.search(lowered)
+    while match is not None:
+        start, end = match.span()
+        if match.group(0) in words and (
+            (start and _WORDCHAR(lowered[start - 1])) or (end < len(lowered) and _WORDCHAR(lowered[end]))
+        ):
+            match = pattern.search(lowered, start + 1)  # inside a longer word: not this one
+            continue
+        line = line_of(starts, start)
+        lines.add(line)
+        if line >= len(starts):
+            break
+        match = pattern.search(lowered, starts[line])  # go on from the next line
+    return lines
+
+
+def _WORDCHAR(char: str) -> bool:  # noqa: N802
+    return char.isalnum() or char == "_"
+
+
+def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
+    """The innermost statement (or handler/case) whose lines contain ``line``."""
+    nodes: list[ast.AST] = list(statements)
+    found: ast.AST | None = None
+    while nodes:
+        starts = [n.lineno for n in nodes]  # type: ignore[attr-defined]
+        index = bisect.bisect_right(starts, line) - 1
+        if index < 0:
+            break
+        node = nodes[index]
+        if not node.lineno <= line <= (node.end_lineno or node.lineno):  # type: ignore[attr-defined]
+            break
+        found = node
+        children: list[ast.AST] = []
+        for name in _BODY_FIELDS:
+            children.extend(getattr(node, name, None) or [])
+        nodes = sorted(children, key=lambda n: n.lineno)  # type: ignore[attr-defined]
+    return found
+
+
+def _dedent(lines: list[str], indent: int) -> str:
+    out: list[str] = []
+    for text in lines:
+        prefix = text[:indent]
+        out.append(text[indent:] if not prefix.strip() else text)
+    return "\n".join(out) + "\n"
+
+
+def _prefix(node: ast.AST, first: str) -> str:
+    """Lines that let a clause which cannot stand alone (except/elif/case) parse."""
+    if isinstance(node, ast.ExceptHandler):
+        return "try:\n    pass\n"
+    if isinstance(node, ast.If) and first.lstrip().startswith("elif"):
+        return "if False:\n    pass\n"
+    return ""
+
+
+def snippet_for(node: ast.AST, lines: list[str]) -> Snippet:
+    """Source of a statement; for a compound statement only its header, with `pass`."""
+    start = node.lineno  # type: ignore[attr-defined]
+    end = node.end_lineno or start  # type: ignore[attr-defined]
+    indent = node.col_offset  # type: ignore[attr-defined]
+    prefix = _prefix(node, lines[start - 1])
+    body = getattr(node, "body", None)
+    header_only = bool(isinstance(body, list) and body and body[0].lineno > start)
+    if header_only and isinstance(node, ast.Try | ast.TryStar):
+        text = "pass\n"  # a bare `try:` holds no code
+    elif header_only:
+        text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
+    else:
+        text = _dedent(lines[start - 1 : end], indent)
+    return Snippet(start - prefix.count("\n"), prefix + text, header_only, indent)
+
+
+def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
+    lines = code.splitlines()
+    seen: set[int] = set()
+    out: list[Snippet] = []
+    for line in sorted(wanted):
+        node = innermost(tree.body, line)
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(snippet_for(node, lines))
+    out.sort(key=lambda s: s.first_line)
+    return out
