@@ -1,0 +1,248 @@
+"""``ColabGuardApp``: the server extension and its traitlets configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado.ioloop import PeriodicCallback
+from traitlets import Bool, Dict, Enum, Float, List, Set, Unicode, default, validate
+
+from ..store import StrikeStore
+from . import events as E
+from .escalation import DEFAULT_LADDER, parse_ladder
+from .handlers import handlers
+from .identity import default_owner
+from .kernelmanager import guarded_kernel_class, install
+from .service import GuardService
+from .websocket import SETTINGS_KEY, guarded_connection_class
+
+
+class ColabGuardApp(ExtensionApp):
+    """Acceptable-use guard: authoritative check, strikes, escalation, FAQ and admin API."""
+
+    name = "jupyter_colab_guard"
+    load_other_extensions = True
+
+    policy_path = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Policy YAML file (None: the shipped default). Watched and hot reloaded.",
+    )
+    policy_poll_interval = Float(
+        2.0, config=True, help="Seconds between checks of the policy file for changes."
+    )
+    identity = Enum(
+        ["auto", "provider", "owner"],
+        "auto",
+        config=True,
+        help="Who strikes land on. provider: the identity provider's username. owner: "
+        "always `owner`. auto: owner with jupyter_server's built-in token/password "
+        "providers (they name each login randomly), provider otherwise (e.g. JupyterHub).",
+    )
+    owner = Unicode(
+        config=True, help="The server's owner (default: $JUPYTERHUB_USER or the OS user)."
+    )
+
+    @default("owner")
+    def _default_owner(self) -> str:
+        return default_owner()
+
+    admin_users = Set(Unicode(), config=True, help="Users allowed to use the admin API.")
+    store_url = Unicode(
+        "",
+        config=True,
+        help="SQLAlchemy URL of the strike store (default: a SQLite file in the server's "
+        "data dir). Use postgresql+psycopg://... for deployments with many servers.",
+    )
+    sqlite_synchronous = Enum(
+        ["FULL", "NORMAL", "EXTRA"],
+        "FULL",
+        config=True,
+        help="SQLite synchronous mode (WAL). FULL survives a power loss; NORMAL only a crash.",
+    )
+    store_retry_interval = Float(
+        10.0, config=True, help="Seconds between retries of spooled events."
+    )
+    store_cell_text = Bool(False, config=True, help="Store the text of flagged cells.")
+    escalation = List(
+        Dict(),
+        default_value=DEFAULT_LADDER,
+        config=True,
+        help="Escalation ladder: list of {level: warning|restricted|suspended, strikes: N, "
+        "window: seconds (0 = since the last reset), cooldown: seconds}.",
+    )
+
+    @validate("escalation")
+    def _validate_escalation(self, proposal: Any) -> Any:
+        parse_ladder(proposal["value"])
+        return proposal["value"]
+
+    fail_mode = Enum(
+        ["closed", "open"],
+        "closed",
+        config=True,
+        help="Without a usable policy or when the check fails: refuse (closed) or run (open).",
+    )
+    service_name = Unicode("Jupyter", config=True, help="Name of the service in messages.")
+    faq_url = Unicode("", config=True, help="FAQ link (default: {base_url}colab-guard/faq).")
+    appeal_url = Unicode(
+        "", config=True, help="Appeal link (default: {base_url}colab-guard/#appeal)."
+    )
+    show_evidence = Bool(True, config=True, help="Show the matched text in warnings.")
+    user_tiers = Dict(Unicode(), config=True, help="Policy tier per user.")
+    default_tier = Unicode(None, allow_none=True, config=True, help="Tier of other users.")
+    report_url = Unicode(
+        "",
+        config=True,
+        help="URL kernels post reports to (default: the server's connection URL).",
+    )
+    kernel_extension = Bool(
+        True, config=True, help="Start Python kernels with the kernel-side guard."
+    )
+    shutdown_on_suspend = Bool(True, config=True, help="Shut down a user's kernels on suspension.")
+
+    guard: GuardService | None = None
+    _callbacks: list[PeriodicCallback]
+    _tasks: set[asyncio.Future[Any]] = set()
+
+    # -- setup ----------------------------------------------------------------------
+
+    def _default_store_url(self) -> str:
+        path = os.path.join(self.serverapp.data_dir, "colab_guard", "strikes.sqlite")
+        return f"sqlite:///{path}"
+
+    def initialize_settings(self) -> None:
+        sa = self.serverapp
+        base = sa.base_url
+        url = self.store_url or self._default_store_url()
+        spool = os.path.join(sa.data_dir, "colab_guard", "spool.jsonl")
+        guard_events = E.GuardEvents(getattr(sa, "event_logger", None))
+
+        def store_error(op: str, err: Exception, pending: int) -> None:
+            guard_events.emit(
+                E.STORE, {"operation": op, "error": str(err)[:2000], "pending": pending}
+            )
+
+        store = StrikeStore(
+            url, spool_path=spool, sqlite_synchronous=self.sqlite_synchronous, on_error=store_error
+        )
+        store.open()
+        guard = GuardService(
+            store=store,
+            ladder=parse_ladder(self.escalation),
+            policy_path=os.path.abspath(self.policy_path) if self.policy_path else None,
+            owner=self.owner,
+            identity_mode=self.identity,
+            identity_provider=sa.identity_provider,
+            admin_users=set(self.admin_users),
+            store_cell_text=self.store_cell_text,
+            fail_mode=self.fail_mode,
+            user_tiers=dict(self.user_tiers),
+            default_tier=self.default_tier,
+            events=guard_events,
+        )
+        guard.service_name = self.service_name
+        guard.faq_url = self.faq_url or url_path_join(base, "colab-guard/faq")
+        guard.appeal_url = self.appeal_url or url_path_join(base, "colab-guard/") + "#appeal"
+        guard.show_evidence = self.show_evidence
+        guard.on_suspended = self._on_suspended
+        guard.load_initial_policy()
+        self.guard = guard
+
+        # authoritative check on the kernel websocket
+        # (self.settings is copied into the web app's settings after this method)
+        ws = self.settings.get("kernel_websocket_connection_class") or (
+            sa.kernel_websocket_connection_class
+        )
+        self.settings["kernel_websocket_connection_class"] = guarded_connection_class(ws)
+        self.settings[SETTINGS_KEY] = guard
+
+        # every kernel gets the kernel-side guard and a report token
+        mkm = sa.kernel_manager
+        if hasattr(mkm, "kernel_manager_factory"):
+            from traitlets.utils.importstring import import_item
+
+            base_cls = import_item(mkm.kernel_manager_class)
+            install(
+                mkm, guarded_kernel_class(base_cls, guard, self._kernel_args(), self._report_url())
+            )
+        else:
+            self.log.error("colab-guard: kernel manager %s cannot be guarded", type(mkm).__name__)
+        self.log.info(
+            "colab-guard: store %s, identity %s, policy %s",
+            store.engine.url.render_as_string(hide_password=True),
+            f"owner ({guard.owner})" if guard.owner_mode else "identity provider",
+            guard.policy_path or "(default)",
+        )
+
+    def _report_url(self) -> str:
+        if self.report_url:
+            return self.report_url
+        return url_path_join(self.serverapp.connection_url, "colab-guard/api/kernel/reports")
+
+    def _kernel_args(self) -> list[str]:
+        if not self.kernel_extension:
+            return []
+        assert self.guard is not None
+        args = [
+            "--ext=jupyter_colab_guard",
+            f"--KernelGuard.service_name={self.service_name}",
+            f"--KernelGuard.faq_url={self.guard.faq_url}",
+            f"--KernelGuard.appeal_url={self.guard.appeal_url}",
+            f"--KernelGuard.show_evidence={self.show_evidence}",
+            f"--KernelGuard.fail_closed={self.fail_mode == 'closed'}",
+        ]
+        if self.guard.policy_path:
+            args.append(f"--KernelGuard.policy_path={self.guard.policy_path}")
+        if self.default_tier:
+            args.append(f"--KernelGuard.tier={self.default_tier}")
+        return args
+
+    def initialize_handlers(self) -> None:
+        self.handlers.extend(handlers())
+
+    # -- running ----------------------------------------------------------------------
+
+    def _start_timers(self) -> None:
+        assert self.guard is not None
+        guard = self.guard
+        self._callbacks = []
+        if guard.policy_path and self.policy_poll_interval > 0:
+            self._callbacks.append(
+                PeriodicCallback(guard.poll_policy, self.policy_poll_interval * 1000)
+            )
+        self._callbacks.append(
+            PeriodicCallback(guard.store.flush_pending, self.store_retry_interval * 1000)
+        )
+        for cb in self._callbacks:
+            cb.start()
+
+    def _prepare_settings(self) -> None:
+        super()._prepare_settings()
+        self._start_timers()
+
+    def _on_suspended(self, user: str) -> None:
+        if not self.shutdown_on_suspend or self.guard is None:
+            return
+        mkm = self.serverapp.kernel_manager
+        kids = self.guard.kernels_of(user)
+        self.log.warning(
+            "colab-guard: user %s suspended, shutting down %d kernels", user, len(kids)
+        )
+        for kid in kids:
+            if kid in mkm:
+                task = asyncio.ensure_future(mkm.shutdown_kernel(kid))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def stop_extension(self) -> None:
+        for cb in getattr(self, "_callbacks", []):
+            cb.stop()
+        if self.guard is not None:
+            self.guard.store.flush_pending()
+            self.guard.store.close()

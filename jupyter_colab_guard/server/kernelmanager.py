@@ -1,0 +1,83 @@
+"""Per-kernel manager: every Python kernel starts with the kernel-side guard.
+
+Appends ``--ext=jupyter_colab_guard`` and the ``KernelGuard`` options to the kernel
+command line (see docs/kernel-server-protocol.md) and sets the report URL and a per-kernel
+token in that kernel's environment only. The kernel's user is whoever made the request
+that started it (jupyter_server's CallContext holds the handler); without a request (a
+kernel started by the server itself) it is the owner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.base.call_context import CallContext
+from tornado import web
+
+from .service import GuardService
+
+REPORT_URL_ENV = "COLAB_GUARD_REPORT_URL"
+REPORT_TOKEN_ENV = "COLAB_GUARD_REPORT_TOKEN"
+
+
+def _request_user(guard: GuardService) -> str:
+    handler = CallContext.get(CallContext.JUPYTER_HANDLER)
+    user_obj = getattr(handler, "current_user", None) if handler is not None else None
+    if user_obj is None:
+        return guard.owner
+    return guard.resolve_user(user_obj)
+
+
+class GuardKernelMixin:
+    """Mixed into the server's per-kernel manager class by ``guarded_kernel_class``."""
+
+    guard: GuardService  # set on the generated class
+    kernel_args: list[str] = []  # set on the generated class
+    report_url: str = ""
+
+    async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
+        cmd, kw = await super()._async_pre_start_kernel(**kw)  # type: ignore[misc]
+        guard = self.guard
+        kid: str = self.kernel_id  # type: ignore[attr-defined]
+        info = guard.kernel(kid)
+        user = info.user if info else _request_user(guard)  # a restart keeps the user
+        if guard.status(user).level == "suspended":
+            raise web.HTTPError(403, f"colab-guard: user {user} is suspended")
+        token = guard.register_kernel(kid, user)
+        spec = getattr(self, "kernel_spec", None)
+        if spec is not None and (spec.language or "").lower() == "python":
+            cmd = [*cmd, *self.kernel_args]
+        env = dict(kw.get("env") or {})
+        env[REPORT_URL_ENV] = self.report_url
+        env[REPORT_TOKEN_ENV] = token
+        kw["env"] = env
+        return cmd, kw
+
+    async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        await super().shutdown_kernel(now=now, restart=restart)  # type: ignore[misc]
+        if not restart:
+            self.guard.forget_kernel(self.kernel_id)  # type: ignore[attr-defined]
+
+
+def guarded_kernel_class(
+    base: type, guard: GuardService, kernel_args: list[str], report_url: str
+) -> type:
+    """A subclass of the configured kernel manager class bound to this server's guard."""
+    return type(
+        f"Guarded{base.__name__}",
+        (GuardKernelMixin, base),
+        {"guard": guard, "kernel_args": list(kernel_args), "report_url": report_url},
+    )
+
+
+def install(mkm: Any, kernel_class: type) -> None:
+    """Make the server's MultiKernelManager build kernels from ``kernel_class``."""
+
+    def factory(*args: Any, **kwargs: Any) -> Any:
+        if mkm.shared_context:
+            if mkm.context.closed:
+                mkm.context = mkm._context_default()
+            kwargs.setdefault("context", mkm.context)
+        return kernel_class(*args, **kwargs)
+
+    mkm.kernel_manager_factory = factory

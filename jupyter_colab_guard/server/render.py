@@ -1,0 +1,187 @@
+"""HTML and text rendering. Everything user-controlled goes through ``esc``."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from .escalation import Status
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+color:#202124}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3rem;
+text-align:left;vertical-align:top}pre{white-space:pre-wrap;background:#f6f6f6;padding:.4rem}
+.level{font-weight:bold}textarea{width:100%;min-height:6rem}
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def js(value: Any) -> str:
+    """A JSON literal safe inside <script>."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def level_sentence(status: Status, service: str) -> str:
+    """How the user's use is affected, in the Colab way ("may be limited")."""
+    if status.level == "suspended":
+        return (
+            f"Your use of {service} is suspended: kernels and executions are refused "
+            "until an administrator reviews your account."
+        )
+    if status.level == "restricted":
+        until = fmt_time(status.until) if status.until else "an administrator resets it"
+        return f"Your use of {service} is restricted: every execution is refused until {until}."
+    if status.next_level and status.strikes_to_next is not None:
+        n = status.strikes_to_next
+        what = "suspended" if status.next_level == "suspended" else "limited"
+        return (
+            f"This is strike {status.strikes}. After {n} more, your use of {service} "
+            f"will be {what}."
+        )
+    return f"Repeated violations may limit your use of {service}."
+
+
+def page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head>"
+        f"<body>{body}</body></html>"
+    )
+
+
+# -- the warning shown in the notebook ----------------------------------------------
+
+
+def warning_html(d: dict[str, Any]) -> str:
+    """``d``: service, reason, findings (dicts), status (Status), faq_url, appeal_url."""
+    status: Status = d["status"]
+    rows = []
+    for f in d["findings"]:
+        anchor = f"{d['faq_url']}#{f['category']}"
+        ev = (
+            f" <code>{esc(f.get('evidence'))}</code>"
+            if d.get("show_evidence") and f.get("evidence")
+            else ""
+        )
+        rows.append(
+            f"<li><a href='{esc(anchor)}' target='_blank'>{esc(f.get('title') or f['category'])}"
+            f"</a>: {esc(f.get('message'))} (line {esc(f.get('line'))}){ev}</li>"
+        )
+    head = {
+        "block": "This code was not run.",
+        "restricted": "This code was not run.",
+        "suspended": "This code was not run.",
+        "unavailable": "This code was not run: the acceptable-use check is unavailable.",
+    }.get(d["reason"], "")
+    items = f"<ul>{''.join(rows)}</ul>" if rows else ""
+    return (
+        "<div class='colab-guard-warning' style='border-left:4px solid #d93025;"
+        "padding:.5rem 1rem;background:#fce8e6'>"
+        f"<p><b>Warning: You may be executing code that is disallowed</b>, and this may "
+        f"restrict your ability to use {esc(d['service'])} in the future. Please note the "
+        f"prohibited actions specified in our <a href='{esc(d['faq_url'])}' target='_blank'>"
+        f"FAQ</a>. {esc(head)}</p>{items}"
+        f"<p>{esc(level_sentence(status, d['service']))}</p>"
+        f"<p>If you believe this is a mistake, <a href='{esc(d['appeal_url'])}' "
+        "target='_blank'>appeal</a>.</p></div>"
+    )
+
+
+def warning_text(d: dict[str, Any]) -> str:
+    status: Status = d["status"]
+    lines = [
+        "Warning: You may be executing code that is disallowed, and this may restrict your "
+        f"ability to use {d['service']} in the future. See the FAQ: {d['faq_url']}",
+    ]
+    for f in d["findings"]:
+        lines.append(
+            f"- {f.get('title') or f['category']}: {f.get('message')} (line {f.get('line')})"
+        )
+    lines.append(level_sentence(status, d["service"]))
+    lines.append(f"Appeal: {d['appeal_url']}")
+    return "\n".join(lines)
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+def faq_page(policy: Any, service: str, rules_by_category: dict[str, list[Any]]) -> str:
+    parts = [f"<h1>Prohibited actions on {esc(service)}</h1>"]
+    if policy is None:
+        parts.append("<p>The policy is not available right now.</p>")
+    else:
+        parts.append("<ul>")
+        for cat in policy.categories.values():
+            parts.append(f"<li><a href='#{esc(cat.id)}'>{esc(cat.title)}</a></li>")
+        parts.append("</ul>")
+        for cat in policy.categories.values():
+            parts.append(
+                f"<section id='{esc(cat.id)}'><h2>{esc(cat.title)}</h2>"
+                f"<p>{esc(cat.description)}</p><p>Action: {esc(cat.action)}</p><ul>"
+            )
+            for rule in rules_by_category.get(cat.id, []):
+                parts.append(f"<li>{esc(rule.message)}</li>")
+            parts.append("</ul></section>")
+    return page(f"{service}: prohibited actions", "".join(parts))
+
+
+def events_table(events: list[dict[str, Any]], show_cell: bool = True) -> str:
+    rows = []
+    for e in events:
+        cell = f"<pre>{esc(e.get('cell_text'))}</pre>" if show_cell and e.get("cell_text") else ""
+        rows.append(
+            f"<tr><td>{esc(fmt_time(e.get('ts')))}</td><td>{esc(e.get('kind'))}</td>"
+            f"<td>{esc(e.get('category'))}</td><td>{esc(e.get('rule'))}</td>"
+            f"<td>{esc(e.get('action'))}</td><td>{esc(e.get('message'))}"
+            f"{' <code>' + esc(e.get('evidence')) + '</code>' if e.get('evidence') else ''}"
+            f"{cell}</td></tr>"
+        )
+    return (
+        "<table><tr><th>Time</th><th>Kind</th><th>Category</th><th>Rule</th><th>Action</th>"
+        f"<th>Details</th></tr>{''.join(rows)}</table>"
+    )
+
+
+def user_page(
+    user: str,
+    status: Status,
+    events: list[dict[str, Any]],
+    service: str,
+    faq_url: str,
+    appeals_api: str,
+    xsrf: str,
+) -> str:
+    body = (
+        f"<h1>Your standing on {esc(service)}</h1>"
+        f"<p>User: <b>{esc(user)}</b></p>"
+        f"<p>Strikes since the last review: <b>{status.strikes}</b>. "
+        f"Level: <span class='level'>{esc(status.level)}</span>.</p>"
+        f"<p>{esc(level_sentence(status, service))}</p>"
+        f"<p>The prohibited actions are listed in the <a href='{esc(faq_url)}'>FAQ</a>.</p>"
+        f"<h2>Events</h2>{events_table(events)}"
+        "<h2 id='appeal'>Appeal</h2><p>If a warning was a false positive, explain what you "
+        "were doing. An administrator will review it.</p>"
+        "<form id='appeal-form'><textarea name='message' required maxlength='5000'>"
+        "</textarea><p><button type='submit'>Send appeal</button> <span id='appeal-status'>"
+        "</span></p></form>"
+        "<script>document.getElementById('appeal-form').addEventListener('submit',async e=>{"
+        "e.preventDefault();const r=await fetch(" + js(appeals_api) + ",{method:'POST',"
+        "headers:{'Content-Type':'application/json','X-XSRFToken':" + js(xsrf) + "},"
+        "body:JSON.stringify({message:e.target.message.value})});"
+        "document.getElementById('appeal-status').textContent=r.ok?'Sent.':'Failed ('+r.status+')';"
+        "});</script>"
+    )
+    return page(f"{service}: your standing", body)

@@ -1,0 +1,91 @@
+"""Tables of the strike store (SQLAlchemy Core, same for SQLite and PostgreSQL).
+
+Times are stored as float seconds since the epoch (UTC): portable across dialects
+and cheap to compare in window queries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_version = Table(
+    "colab_guard_schema",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("applied_at", Float, nullable=False),
+)
+
+events = Table(
+    "colab_guard_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # client-generated id: replaying the spool never inserts an event twice
+    Column("uid", String(64), nullable=False, unique=True),
+    Column("ts", Float, nullable=False),
+    Column("user", String(255), nullable=False),
+    Column("kernel_id", String(64)),
+    Column("path", Text),
+    Column("source", String(16), nullable=False),  # server | kernel
+    Column("kind", String(32), nullable=False),  # finding, runtime_block, restricted, ...
+    Column("category", String(128)),
+    Column("rule", String(128)),
+    Column("action", String(16)),
+    Column("severity", String(16)),
+    Column("message", Text),
+    Column("evidence", Text),
+    Column("cell_hash", String(64)),
+    Column("cell_text", Text),
+    Column("detail", Text),
+    Column("strike", Boolean, nullable=False, default=False),
+    Column("level", String(32)),
+)
+Index("ix_colab_guard_events_user_ts", events.c.user, events.c.ts)
+Index("ix_colab_guard_events_dedupe", events.c.kernel_id, events.c.cell_hash)
+
+users = Table(
+    "colab_guard_users",
+    metadata,
+    Column("user", String(255), primary_key=True),
+    Column("reset_at", Float),
+    Column("reset_by", String(255)),
+)
+
+exceptions = Table(
+    "colab_guard_exceptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user", String(255), nullable=False, index=True),
+    Column("category", String(128)),
+    Column("rule", String(128)),
+    Column("reason", Text),
+    Column("granted_by", String(255), nullable=False),
+    Column("granted_at", Float, nullable=False),
+    Column("revoked_by", String(255)),
+    Column("revoked_at", Float),
+)
+
+appeals = Table(
+    "colab_guard_appeals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("user", String(255), nullable=False, index=True),
+    Column("event_id", Integer),
+    Column("message", Text, nullable=False),
+    Column("status", String(16), nullable=False, default="open"),
+)

@@ -1,0 +1,361 @@
+"""The strike store: one SQLAlchemy code path for SQLite and PostgreSQL.
+
+Durability rules:
+- ``record`` commits before it returns; callers show the warning only afterwards.
+- SQLite runs in WAL mode with ``synchronous=FULL`` by default: a commit survives a
+  killed process and a power loss. Strikes are rare, so the extra fsync costs nothing
+  noticeable. ``NORMAL`` is allowed (survives a killed process, may lose the last
+  commits on power loss).
+- When the database cannot be written, the event goes to a spool file (JSON lines,
+  fsynced) and an in-memory queue; ``flush_pending`` retries it later. Events carry a
+  unique ``uid`` so a replay never inserts one twice. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import schema as S
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The store cannot be opened (e.g. its schema is newer than this code)."""
+
+
+@dataclass
+class StrikeEvent:
+    """One recorded event. ``strike`` says whether it counts for escalation."""
+
+    user: str
+    kind: str
+    source: str = "server"
+    kernel_id: str | None = None
+    path: str | None = None
+    category: str | None = None
+    rule: str | None = None
+    action: str | None = None
+    severity: str | None = None
+    message: str | None = None
+    evidence: str | None = None
+    cell_hash: str | None = None
+    cell_text: str | None = None
+    detail: str | None = None
+    strike: bool = False
+    level: str | None = None
+    ts: float = field(default_factory=time.time)
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return dict(r._mapping)
+
+
+def _sqlite_pragmas(synchronous: str) -> Callable[..., None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    return on_connect
+
+
+class StrikeStore:
+    """Durable store of strike events, user resets, exceptions and appeals."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        spool_path: str | os.PathLike[str] | None = None,
+        sqlite_synchronous: str = "FULL",
+        on_error: Callable[[str, Exception, int], None] | None = None,
+    ) -> None:
+        self.url = url
+        self.spool_path = Path(spool_path) if spool_path else None
+        self.sqlite_synchronous = sqlite_synchronous.upper()
+        if self.sqlite_synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(
+                f"sqlite_synchronous must be FULL, NORMAL or EXTRA: {sqlite_synchronous}"
+            )
+        self.on_error = on_error
+        self._pending: list[StrikeEvent] = []
+        self._lock = threading.RLock()
+        self.engine: Engine = self._create_engine()
+
+    # -- setup -------------------------------------------------------------------
+
+    def _create_engine(self) -> Engine:
+        url = make_url(self.url)
+        kwargs: dict[str, Any] = {"future": True}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        engine = create_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas(self.sqlite_synchronous))
+        return engine
+
+    def open(self) -> None:
+        """Create or migrate the schema, then replay the spool."""
+        self.migrate()
+        self._load_spool()
+        self.flush_pending()
+
+    def migrate(self) -> None:
+        S.metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            version = conn.execute(select(func.max(S.schema_version.c.version))).scalar()
+            if version is None:
+                conn.execute(
+                    insert(S.schema_version).values(
+                        version=S.SCHEMA_VERSION, applied_at=time.time()
+                    )
+                )
+                return
+            if version > S.SCHEMA_VERSION:
+                raise StoreError(
+                    f"store schema version {version} is newer than this code "
+                    f"({S.SCHEMA_VERSION}); upgrade jupyter-colab-guard"
+                )
+            for target in range(version + 1, S.SCHEMA_VERSION + 1):
+                MIGRATIONS[target](conn)
+                conn.execute(
+                    insert(S.schema_version).values(version=target, applied_at=time.time())
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(S.schema_version.c.version))).scalar())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing events ------------------------------------------------------------
+
+    def record(self, ev: StrikeEvent) -> bool:
+        """Commit one event. True: in the database; False: spooled for a retry."""
+        with self._lock:
+            try:
+                self._insert([ev])
+                return True
+            except SQLAlchemyError as err:
+                self._spool(ev)
+                log.error("colab-guard store write failed, event spooled: %s", err)
+                if self.on_error:
+                    self.on_error("record", err, len(self._pending))
+                return False
+
+    def _insert(self, evs: Iterable[StrikeEvent]) -> None:
+        with self.engine.begin() as conn:
+            for ev in evs:
+                exists = conn.execute(select(S.events.c.id).where(S.events.c.uid == ev.uid)).first()
+                if not exists:
+                    conn.execute(insert(S.events).values(**ev.to_row()))
+
+    def _spool(self, ev: StrikeEvent) -> None:
+        self._pending.append(ev)
+        if self.spool_path is None:
+            return
+        try:
+            self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.spool_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(ev.to_row()) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as err:  # still held in memory; say so loudly
+            log.critical("colab-guard spool write failed (event kept in memory): %s", err)
+
+    def _load_spool(self) -> None:
+        if not self.spool_path or not self.spool_path.exists():
+            return
+        known = {e.uid for e in self._pending}
+        for line in self.spool_path.read_text(encoding="utf-8").splitlines():
+            try:
+                ev = StrikeEvent(**json.loads(line))
+            except (ValueError, TypeError) as err:
+                log.error("colab-guard: unreadable spool line skipped: %s", err)
+                continue
+            if ev.uid not in known:
+                self._pending.append(ev)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush_pending(self) -> int:
+        """Retry spooled events; return how many are still pending."""
+        with self._lock:
+            if not self._pending:
+                return 0
+            try:
+                self._insert(self._pending)
+            except SQLAlchemyError as err:
+                log.error("colab-guard store retry failed (%d pending): %s", self.pending, err)
+                if self.on_error:
+                    self.on_error("retry", err, len(self._pending))
+                return self.pending
+            self._pending.clear()
+            if self.spool_path and self.spool_path.exists():
+                self.spool_path.unlink()
+            return 0
+
+    # -- reading events ------------------------------------------------------------
+
+    def reset_at(self, user: str) -> float:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(S.users.c.reset_at).where(S.users.c.user == user)).scalar()
+        return float(value or 0.0)
+
+    def strike_times(self, user: str, since: float = 0.0) -> list[float]:
+        """Times of strikes of a user after ``since`` and after the user's last reset."""
+        start = max(since, self.reset_at(user))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(S.events.c.ts)
+                .where(S.events.c.user == user, S.events.c.strike.is_(True), S.events.c.ts > start)
+                .order_by(S.events.c.ts)
+            )
+            times = [float(r.ts) for r in rows]
+        # spooled strikes count too: the user must not profit from a broken database
+        times += [e.ts for e in self._pending if e.user == user and e.strike and e.ts > start]
+        return sorted(times)
+
+    def events(self, user: str, limit: int = 200) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(S.events)
+                .where(S.events.c.user == user)
+                .order_by(S.events.c.ts.desc(), S.events.c.id.desc())
+                .limit(limit)
+            )
+            return [_row(r) for r in rows]
+
+    def get_event(self, event_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(S.events).where(S.events.c.id == event_id)).first()
+            return _row(r) if r else None
+
+    def seen_recently(self, kernel_id: str, cell_hash: str, rule: str | None, since: float) -> bool:
+        """Whether the server already recorded this finding (dedupe of kernel reports)."""
+        with self.engine.connect() as conn:
+            q = select(S.events.c.id).where(
+                S.events.c.kernel_id == kernel_id,
+                S.events.c.cell_hash == cell_hash,
+                S.events.c.source == "server",
+                S.events.c.ts >= since,
+            )
+            if rule:
+                q = q.where(S.events.c.rule == rule)
+            return conn.execute(q.limit(1)).first() is not None
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user with events: total events and strikes since the last reset."""
+        e, u = S.events, S.users
+        since_reset = or_(u.c.reset_at.is_(None), e.c.ts > u.c.reset_at)
+        q = (
+            select(
+                e.c.user,
+                func.count().label("events"),
+                func.sum(func.cast(and_(e.c.strike.is_(True), since_reset), S.Integer)).label(
+                    "strikes"
+                ),
+                func.max(e.c.ts).label("last_ts"),
+                func.max(u.c.reset_at).label("reset_at"),
+            )
+            .select_from(e.outerjoin(u, u.c.user == e.c.user))
+            .group_by(e.c.user)
+            .order_by(e.c.user)
+        )
+        with self.engine.connect() as conn:
+            return [{**_row(r), "strikes": int(r.strikes or 0)} for r in conn.execute(q)]
+
+    # -- admin actions ---------------------------------------------------------------
+
+    def reset(self, user: str, by: str, ts: float | None = None) -> None:
+        ts = time.time() if ts is None else ts
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(S.users).where(S.users.c.user == user).values(reset_at=ts, reset_by=by)
+            ).rowcount
+            if not done:
+                conn.execute(insert(S.users).values(user=user, reset_at=ts, reset_by=by))
+
+    def grant_exception(
+        self, user: str, by: str, category: str | None, rule: str | None, reason: str = ""
+    ) -> int:
+        if not (category or rule):
+            raise ValueError("an exception needs a category or a rule")
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                insert(S.exceptions).values(
+                    user=user,
+                    category=category,
+                    rule=rule,
+                    reason=reason,
+                    granted_by=by,
+                    granted_at=time.time(),
+                )
+            )
+            return int(res.inserted_primary_key[0])
+
+    def revoke_exception(self, exception_id: int, by: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(S.exceptions)
+                    .where(S.exceptions.c.id == exception_id, S.exceptions.c.revoked_at.is_(None))
+                    .values(revoked_at=time.time(), revoked_by=by)
+                ).rowcount
+            )
+
+    def exceptions(self, user: str | None = None, active: bool = True) -> list[dict[str, Any]]:
+        q = select(S.exceptions).order_by(S.exceptions.c.id)
+        if user is not None:
+            q = q.where(S.exceptions.c.user == user)
+        if active:
+            q = q.where(S.exceptions.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def add_appeal(self, user: str, message: str, event_id: int | None = None) -> int:
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                insert(S.appeals).values(
+                    ts=time.time(), user=user, message=message, event_id=event_id, status="open"
+                )
+            )
+            return int(res.inserted_primary_key[0])
+
+    def appeals(self, user: str | None = None) -> list[dict[str, Any]]:
+        q = select(S.appeals).order_by(S.appeals.c.ts.desc())
+        if user is not None:
+            q = q.where(S.appeals.c.user == user)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+
+# target version -> function(conn) that upgrades from target - 1
+MIGRATIONS: dict[int, Callable[[Any], None]] = {}

@@ -1,0 +1,115 @@
+"""Helpers of the server extension tests (not fixtures): identity provider, kernel client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from jupyter_server.auth.identity import IdentityProvider, User
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+
+TOKENS = {"alice-token": "alice", "bob-token": "bob", "root-token": "root"}
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+class TokenUserProvider(IdentityProvider):
+    """A provider with stable identities: ``Authorization: token alice-token`` is alice."""
+
+    def get_user(self, handler: Any) -> User | None:
+        scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+        name = TOKENS.get(token.strip()) if scheme.lower() == "token" else None
+        if name is None:
+            return None
+        handler._token_authenticated = True
+        return User(username=name)
+
+
+def auth_header(user: str) -> dict[str, str]:
+    return {"Authorization": f"token {user}-token"}
+
+
+class KernelClient:
+    """A minimal frontend: sends requests in either protocol, collects replies."""
+
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.session = uuid.uuid4().hex
+
+    def _msg(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        header = {
+            "msg_id": uuid.uuid4().hex,
+            "username": "test",
+            "session": self.session,
+            "msg_type": msg_type,
+            "version": "5.3",
+            "date": datetime.now(UTC).isoformat(),
+        }
+        return {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+
+    async def send(self, channel: str, msg: dict[str, Any]) -> None:
+        if self.protocol == V1:
+            parts = [
+                json.dumps(msg[k]).encode()
+                for k in ("header", "parent_header", "metadata", "content")
+            ]
+            await self.ws.write_message(serialize_msg_to_ws_v1(parts, channel), binary=True)
+        else:
+            await self.ws.write_message(json.dumps({**msg, "channel": channel, "buffers": []}))
+
+    async def recv(self) -> dict[str, Any]:
+        raw = await self.ws.read_message()
+        if raw is None:
+            raise ConnectionError("websocket closed")
+        if isinstance(raw, bytes) and self.protocol == V1:
+            channel, parts = deserialize_msg_from_ws_v1(raw)
+            keys = ("header", "parent_header", "metadata", "content")
+            msg = {k: json.loads(p) for k, p in zip(keys, parts[:4], strict=False)}
+            msg["channel"] = channel
+            return msg
+        return json.loads(raw)
+
+    async def execute(
+        self, code: str, user_expressions: dict[str, str] | None = None, timeout: float = 60
+    ) -> dict[str, Any]:
+        """Run a cell; return {'reply': content, 'iopub': [msgs], 'text': stdout}."""
+        msg = self._msg(
+            "execute_request",
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": user_expressions or {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
+        await self.send("shell", msg)
+        mid = msg["header"]["msg_id"]
+        reply, iopub, idle = None, [], False
+
+        async def loop() -> None:
+            nonlocal reply, idle
+            while reply is None or not idle:
+                m = await self.recv()
+                if m.get("parent_header", {}).get("msg_id") != mid:
+                    continue
+                mt = m["header"]["msg_type"]
+                if mt == "execute_reply":
+                    reply = m["content"]
+                elif m.get("channel") == "iopub":
+                    iopub.append(m)
+                    if mt == "status" and m["content"]["execution_state"] == "idle":
+                        idle = True
+
+        await asyncio.wait_for(loop(), timeout)
+        text = "".join(
+            m["content"].get("text", "") for m in iopub if m["header"]["msg_type"] == "stream"
+        )
+        return {"reply": reply, "iopub": iopub, "text": text}
