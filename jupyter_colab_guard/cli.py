@@ -34,7 +34,11 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
         path = Path(raw)
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.suffix in SUFFIXES and child.is_file() and ".ipynb_checkpoints" not in child.parts:
+                if (
+                    child.suffix in SUFFIXES
+                    and child.is_file()
+                    and ".ipynb_checkpoints" not in child.parts
+                ):
                     yield child
         else:
             yield path
@@ -59,8 +63,11 @@ def scan_path(analyzer: Analyzer, path: Path) -> list[Located]:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".ipynb":
         session = analyzer.session()
-        return [Located(str(path), index, f)
-                for index, source in notebook_cells(text) for f in session.check(source)]
+        return [
+            Located(str(path), index, f)
+            for index, source in notebook_cells(text)
+            for f in session.check(source)
+        ]
     if path.suffix in (".sh", ".bash"):
         text = "%%bash\n" + text  # a shell script is checked as a %%bash cell
         return [Located(str(path), None, _shift(f, -1)) for f in analyzer.check(text)]
@@ -78,9 +85,17 @@ def as_json(found: list[Located], errors: list[dict[str, str]]) -> dict[str, Any
     return {
         "version": 1,
         "findings": [
-            {"path": x.path, "cell": x.cell, "line": x.finding.line, "column": x.finding.column,
-             "category": x.finding.category, "rule": x.finding.rule, "action": x.finding.action,
-             "severity": x.finding.severity, "message": x.finding.message}
+            {
+                "path": x.path,
+                "cell": x.cell,
+                "line": x.finding.line,
+                "column": x.finding.column,
+                "category": x.finding.category,
+                "rule": x.finding.rule,
+                "action": x.finding.action,
+                "severity": x.finding.severity,
+                "message": x.finding.message,
+            }
             for x in found
         ],
         "errors": errors,
@@ -93,35 +108,65 @@ def as_sarif(found: list[Located], errors: list[dict[str, str]], policy: Policy)
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "colab-guard", "version": __version__,
-                "rules": [{
-                    "id": rid,
-                    "shortDescription": {"text": rules[rid].message if rid in rules else rid},
-                    "properties": {"category": rules[rid].category if rid in rules else "analysis"},
-                } for rid in rule_ids],
-            }},
-            "results": [{
-                "ruleId": x.finding.rule,
-                "level": LEVELS[x.finding.action],
-                "message": {"text": x.finding.message
-                            + (f" (cell {x.cell})" if x.cell is not None else "")},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": x.path},
-                    "region": {"startLine": x.finding.line, "startColumn": x.finding.column},
-                }}],
-                "properties": {"cell": x.cell, "category": x.finding.category,
-                               "severity": x.finding.severity, "action": x.finding.action},
-            } for x in found],
-            "invocations": [{
-                "executionSuccessful": not errors,
-                "toolExecutionNotifications": [
-                    {"level": "error", "message": {"text": f"{e['path']}: {e['message']}"}}
-                    for e in errors
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "colab-guard",
+                        "version": __version__,
+                        "rules": [
+                            {
+                                "id": rid,
+                                "shortDescription": {
+                                    "text": rules[rid].message if rid in rules else rid
+                                },
+                                "properties": {
+                                    "category": rules[rid].category if rid in rules else "analysis"
+                                },
+                            }
+                            for rid in rule_ids
+                        ],
+                    }
+                },
+                "results": [
+                    {
+                        "ruleId": x.finding.rule,
+                        "level": LEVELS[x.finding.action],
+                        "message": {
+                            "text": x.finding.message
+                            + (f" (cell {x.cell})" if x.cell is not None else "")
+                        },
+                        "locations": [
+                            {
+                                "physicalLocation": {
+                                    "artifactLocation": {"uri": x.path},
+                                    "region": {
+                                        "startLine": x.finding.line,
+                                        "startColumn": x.finding.column,
+                                    },
+                                }
+                            }
+                        ],
+                        "properties": {
+                            "cell": x.cell,
+                            "category": x.finding.category,
+                            "severity": x.finding.severity,
+                            "action": x.finding.action,
+                        },
+                    }
+                    for x in found
                 ],
-            }],
-        }],
+                "invocations": [
+                    {
+                        "executionSuccessful": not errors,
+                        "toolExecutionNotifications": [
+                            {"level": "error", "message": {"text": f"{e['path']}: {e['message']}"}}
+                            for e in errors
+                        ],
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -130,8 +175,10 @@ def as_text(found: list[Located], errors: list[dict[str, str]]) -> str:
     for x in found:
         where = f"{x.path}" + (f" [cell {x.cell}]" if x.cell is not None else "")
         f = x.finding
-        lines.append(f"{where}:{f.line}:{f.column}: {f.action.upper()} {f.category}/{f.rule}: "
-                     f"{f.message}" + (f"  [{f.evidence}]" if f.evidence else ""))
+        lines.append(
+            f"{where}:{f.line}:{f.column}: {f.action.upper()} {f.category}/{f.rule}: "
+            f"{f.message}" + (f"  [{f.evidence}]" if f.evidence else "")
+        )
     lines.extend(f"{e['path']}: error: {e['message']}" for e in errors)
     lines.append(f"{len(found)} finding(s), {len(errors)} error(s)")
     return "\n".join(lines)
@@ -167,8 +214,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     policy = _load(args.file)
     for warning in policy.warnings:
         print(f"warning: {warning}")
-    print(f"{policy.path}: OK: {len(policy.categories)} categories, {len(policy.rules)} rules, "
-          f"{len(policy.exceptions)} exceptions")
+    print(
+        f"{policy.path}: OK: {len(policy.categories)} categories, {len(policy.rules)} rules, "
+        f"{len(policy.exceptions)} exceptions"
+    )
     return 0
 
 
@@ -246,8 +295,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"   - {rule.id} -> {rule.action.upper()} ({rule.severity}): {rule.message}")
             print(f"     when the cell {describe(rule.match)}")
     for exc in policy.exceptions:
-        who = ", ".join([*exc.users, *(f"group {g}" for g in exc.groups),
-                         *(f"tier {t}" for t in exc.tiers)])
+        who = ", ".join(
+            [*exc.users, *(f"group {g}" for g in exc.groups), *(f"tier {t}" for t in exc.tiers)]
+        )
         what = ", ".join([*exc.categories, *exc.rules])
         print(f"\nException {exc.id}: {who} may do {what}: {exc.reason}")
     return 0
@@ -264,9 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
     policy = sub.add_parser("policy", help="validate, test or explain a policy")
     psub = policy.add_subparsers(dest="policy_command", required=True)
-    for name, func, text in (("validate", cmd_validate, "report every problem of a policy"),
-                             ("test", cmd_test, "run every rule's example cells"),
-                             ("explain", cmd_explain, "describe the policy in words")):
+    for name, func, text in (
+        ("validate", cmd_validate, "report every problem of a policy"),
+        ("test", cmd_test, "run every rule's example cells"),
+        ("explain", cmd_explain, "describe the policy in words"),
+    ):
         p = psub.add_parser(name, help=text)
         p.add_argument("file", nargs="?", help="policy YAML (default: the shipped policy)")
         p.set_defaults(func=func)

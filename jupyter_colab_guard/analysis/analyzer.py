@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from ..policy.model import Identity, Policy, Rule
 from ..policy.keywords import word
+from ..policy.model import Identity, Policy, Rule
 from .engine import Engine
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
@@ -47,10 +47,6 @@ def _marked(text: str) -> bool:
 
 
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-# Modules through which code reaches a shell, an evaluator or the network.
-SINK_MODULES = frozenset({"os", "subprocess", "pty", "asyncio", "pexpect", "sh", "commands",
-                          "platform", "IPython", "builtins", "importlib", "socket", "ctypes",
-                          "exec", "eval", "compile", "get_ipython", "__import__", "getattr"})
 # Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
 SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re.MULTILINE)
 
@@ -62,8 +58,7 @@ class _Result:
     used_history: bool = False
 
 
-def _column(original: list[str], transformed: list[str], t_line: int, o_line: int,
-            col: int) -> int:
+def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
     if 0 < t_line <= len(transformed) and 0 < o_line <= len(original):
         if transformed[t_line - 1] == original[o_line - 1]:
             return col + 1
@@ -75,8 +70,10 @@ def _column(original: list[str], transformed: list[str], t_line: int, o_line: in
 class Analyzer:
     """Checks cells against one policy. Thread-safe; caches by content and policy version."""
 
-    def __init__(self, policy: Policy, cache_size: int = 2048) -> None:
+    def __init__(self, policy: Policy, cache_size: int = 2048, exhaustive: bool = False) -> None:
+        """``exhaustive`` turns the prefilter off and analyses every statement (for tests)."""
         self.policy = policy
+        self.exhaustive = exhaustive
         self.engine = Engine(policy)
         self._cache: OrderedDict[str, list[Finding]] = OrderedDict()
         self._cache_size = cache_size
@@ -100,8 +97,9 @@ class Analyzer:
     def session(self, identity: Identity | None = None) -> Session:
         return Session(self, identity)
 
-    def check_command(self, command: str | Sequence[str],
-                      identity: Identity | None = None) -> list[Finding]:
+    def check_command(
+        self, command: str | Sequence[str], identity: Identity | None = None
+    ) -> list[Finding]:
         """Runtime backstop: shell rules against one command about to be launched."""
         try:
             facts = FactSet()
@@ -111,20 +109,32 @@ class Analyzer:
                 scanner.scan(command, Anchor(line=1))
             else:
                 scanner.scan_argv([str(a) for a in command], Anchor(line=1))
-            found = [self._finding(rule, fact, [], [], [], None) for rule, fact in
-                     self.engine.match(facts.facts) if self._is_runtime_rule(rule)]
+            # every rule: branches that need Python facts simply cannot hit here
+            found = [
+                self._finding(rule, fact, None, [], [], None)
+                for rule, fact in self.engine.match(facts.facts)
+            ]
         except Exception as exc:  # never break a launch by accident
             found = [self._error_finding(exc)]
         return self.policy.filter(found, identity)
 
-    def check_connect(self, host: str | None, port: int | None,
-                      identity: Identity | None = None) -> list[Finding]:
+    def check_connect(
+        self, host: str | None, port: int | None, identity: Identity | None = None
+    ) -> list[Finding]:
         """Runtime backstop: connect rules against one outgoing connection."""
         try:
-            fact = Fact("connect", text=(host or "").lower(), port=port,
-                        evidence=f"connect {host}:{port}", anchor=Anchor(line=1))
-            found = [self._finding(rule, f, [], [], [], None)
-                     for rule, f in self.engine.match([fact]) if _only_connect(rule)]
+            fact = Fact(
+                "connect",
+                text=(host or "").lower(),
+                port=port,
+                evidence=f"connect {host}:{port}",
+                anchor=Anchor(line=1),
+            )
+            found = [
+                self._finding(rule, f, None, [], [], None)
+                for rule, f in self.engine.match([fact])
+                if _only_connect(rule)
+            ]
         except Exception as exc:
             found = [self._error_finding(exc)]
         return self.policy.filter(found, identity)
@@ -133,7 +143,7 @@ class Analyzer:
     def live_rules(self, source: str, memory: Memory) -> set[str] | None:
         """The cheap prefilter: rules that can still match this cell (None: all of them)."""
         marked = _marked(source)
-        if marked and self.engine.always_deep:
+        if self.exhaustive or (marked and self.engine.always_deep):
             return None
         lowered = source.lower()
         shell = marked or SHELL_ENTRY.search(source) is not None
@@ -149,8 +159,13 @@ class Analyzer:
     def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
         try:
             live = self.live_rules(source, memory)
-            if live is not None and not live and not _marked(source) and not \
-                    self._memory_hit(source, memory):
+            if (
+                not self.exhaustive
+                and live is not None
+                and not live
+                and not _marked(source)
+                and not self._memory_hit(source, memory)
+            ):
                 return _Result([])
             return self._deep(source, memory, history, live)
         except Exception as exc:  # the analyzer must never take the kernel or server down
@@ -164,22 +179,26 @@ class Analyzer:
         return bool(memory.sink_names and memory.sink_names.intersection(_IDENT.findall(source)))
 
     def _wanted_lines(self, code: str, memory: Memory, live: set[str] | None) -> set[int]:
+        if self.exhaustive:
+            return set(range(1, code.count("\n") + 2))
         lowered = code.lower()
         starts = line_starts(code)
         wanted = {line_of(starts, m.start()) for m in MARKERS.finditer(code)}
         rules = self.engine.rule_line_keywords
         keywords: set[str] = set()
-        for rule_id in (live if live is not None else rules):
+        for rule_id in live if live is not None else rules:
             keywords |= rules.get(rule_id, set())
         keywords |= {name.lower() for name in _memory_names(memory)}
         keywords |= {word(name) for name in memory.sink_names}
         wanted |= keyword_lines(code, lowered, keywords, starts)
         return wanted
 
-    def _deep(self, source: str, memory: Memory, history: Lookup | None,
-              live: set[str] | None) -> _Result:
+    def _deep(
+        self, source: str, memory: Memory, history: Lookup | None, live: set[str] | None
+    ) -> _Result:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            source = _user_alias(source, memory)
             try:  # plain Python: IPython's transforms would leave it as it is
                 tree = ast.parse(source)
                 code = source
@@ -194,29 +213,76 @@ class Analyzer:
         facts = FactSet()
         scanner = PythonScanner(facts, memory, None)
         unparsed: list[int] = []
+        done: set[int] = set()
         for snip in snippets(code, tree, self._wanted_lines(code, memory, live)):
+            done.add(snip.first_line)
             try:
                 module = cst.parse_module(snip.text)
             except Exception:
                 unparsed.append(snip.first_line)
-                facts.add(Fact("string", text=snip.text, evidence=snip.text[:200],
-                               anchor=Anchor(line=_original(line_map, snip.first_line))))
+                facts.add(
+                    Fact(
+                        "string",
+                        text=snip.text,
+                        evidence=snip.text[:200],
+                        anchor=Anchor(line=_original(line_map, snip.first_line)),
+                    )
+                )
                 continue
             scanner.history = index.lookup_before(snip.first_line)
             scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
+        self._follow_names(code, tree, line_map, facts, scanner, index, done)
         scanner.finish()
         memory.sink_names.update(
-            name for name, (kind, value) in scanner.bindings.items()
-            if kind == "qual" and str(value).split(".")[0] in SINK_MODULES)
+            name
+            for name, (kind, value) in scanner.bindings.items()
+            if kind == "qual" and self.engine.interesting(str(value))
+        )
         findings = self._findings(facts.facts, source, code, line_map)
         if unparsed:
-            findings.append(self._incomplete(_original(line_map, unparsed[0]), self.policy.on_error,
-                                             "libcst could not parse a statement"))
+            findings.append(
+                self._incomplete(
+                    _original(line_map, unparsed[0]),
+                    self.policy.on_error,
+                    "libcst could not parse a statement",
+                )
+            )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
         return _Result(findings, scanner.bindings, scanner.used_history)
 
-    def _findings(self, facts: list[Fact], source: str, code: str,
-                  line_map: list[int] | None) -> list[Finding]:
+    def _follow_names(
+        self,
+        code: str,
+        tree: ast.Module,
+        line_map: list[int],
+        facts: FactSet,
+        scanner: PythonScanner,
+        index: CellIndex,
+        done: set[int],
+    ) -> None:
+        """Analyse lines that use a name bound to a rule's call or a sink (`g = os.system`)."""
+        names = [
+            name
+            for name, (kind, value) in scanner.bindings.items()
+            if kind == "qual" and self.engine.interesting(str(value))
+        ]
+        if not names:
+            return
+        lines = keyword_lines(code, code.lower(), [word(n) for n in names])
+        for snip in snippets(code, tree, lines):
+            if snip.first_line in done:
+                continue
+            done.add(snip.first_line)
+            try:
+                module = cst.parse_module(snip.text)
+            except Exception:
+                continue
+            scanner.history = index.lookup_before(snip.first_line)
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
+
+    def _findings(
+        self, facts: list[Fact], source: str, code: str, line_map: list[int] | None
+    ) -> list[Finding]:
         matches = self.engine.match(facts)
         if not matches:
             return []
@@ -232,8 +298,9 @@ class Analyzer:
             out.append(self._finding(rule, fact, table, original, transformed, line_map))
         return out
 
-    def _fallback(self, source: str, memory: Memory, history: Lookup | None,
-                  reason: str) -> _Result:
+    def _fallback(
+        self, source: str, memory: Memory, history: Lookup | None, reason: str
+    ) -> _Result:
         """Line by line for text Python cannot parse; says so in a finding of its own."""
         facts = FactSet()
         for number, line in enumerate(source.splitlines(), start=1):
@@ -247,34 +314,60 @@ class Analyzer:
                 facts.add(Fact("string", text=stripped, evidence=stripped, anchor=anchor))
                 continue
             PythonScanner(facts, memory, history, outer=anchor).visit_snippet(module)
-        findings = [self._finding(rule, fact, None, [], [], None)
-                    for rule, fact in self.engine.match(facts.facts)]
+        findings = [
+            self._finding(rule, fact, None, [], [], None)
+            for rule, fact in self.engine.match(facts.facts)
+        ]
         # Python cannot run this cell either, so nothing runs: record, do not block
         findings.append(self._incomplete(1, "log", reason))
         return _Result(findings, {})
 
     def _incomplete(self, line: int, action: str, reason: str) -> Finding:
         return Finding(
-            category="analysis", rule=INCOMPLETE_RULE, action=action, severity="low",
+            category="analysis",
+            rule=INCOMPLETE_RULE,
+            action=action,
+            severity="low",
             message=f"Part of this cell could not be parsed and was checked line by line only "
-                    f"({reason}).",
-            line=line, column=1, evidence="", title="Analysis incomplete",
+            f"({reason}).",
+            line=line,
+            column=1,
+            evidence="",
+            title="Analysis incomplete",
         )
 
     # -- findings -------------------------------------------------------------
-    def _finding(self, rule: Rule, fact: Fact, positions: object, original: list[str],
-                 transformed: list[str], line_map: list[int] | None) -> Finding:
+    def _finding(
+        self,
+        rule: Rule,
+        fact: Fact,
+        positions: object,
+        original: list[str],
+        transformed: list[str],
+        line_map: list[int] | None,
+    ) -> Finding:
         line, column = self._locate(fact.anchor, positions, original, transformed, line_map)
         category = self.policy.categories.get(rule.category)
         return Finding(
-            category=rule.category, rule=rule.id, action=rule.action, severity=rule.severity,
-            message=rule.message, line=line, column=column, evidence=fact.evidence[:300],
+            category=rule.category,
+            rule=rule.id,
+            action=rule.action,
+            severity=rule.severity,
+            message=rule.message,
+            line=line,
+            column=column,
+            evidence=fact.evidence[:300],
             title=category.title if category else rule.category,
         )
 
     @staticmethod
-    def _locate(anchor: Anchor, positions: object, original: list[str], transformed: list[str],
-                line_map: list[int] | None) -> tuple[int, int]:
+    def _locate(
+        anchor: Anchor,
+        positions: object,
+        original: list[str],
+        transformed: list[str],
+        line_map: list[int] | None,
+    ) -> tuple[int, int]:
         if anchor.line:
             return anchor.line + anchor.line_offset, 1
         if anchor.node is None or line_map is None or positions is None:
@@ -286,19 +379,31 @@ class Analyzer:
         o_line = _original(line_map, t_line)
         if anchor.line_offset:
             return o_line + anchor.line_offset, 1
-        return o_line, _column(original, transformed, t_line, o_line,
-                               pos.start.column + anchor.indent)
+        return o_line, _column(
+            original, transformed, t_line, o_line, pos.start.column + anchor.indent
+        )
 
     def _error_finding(self, exc: BaseException) -> Finding:
         return Finding(
-            category="analysis", rule=INTERNAL_RULE, action=self.policy.on_error, severity="low",
+            category="analysis",
+            rule=INTERNAL_RULE,
+            action=self.policy.on_error,
+            severity="low",
             message=f"The analyzer failed on this cell ({type(exc).__name__}: {exc}).",
-            line=1, column=1, evidence="", title="Analysis incomplete",
+            line=1,
+            column=1,
+            evidence="",
+            title="Analysis incomplete",
         )
 
-    @staticmethod
-    def _is_runtime_rule(rule: Rule) -> bool:
-        return _kinds(rule.match) <= {"shell", "string", "url", "install"}
+
+def _user_alias(source: str, memory: Memory) -> str:
+    """A one-line cell naming a `%alias` the user made runs it (automagic)."""
+    stripped = source.strip()
+    name, _, rest = stripped.partition(" ")
+    if "\n" in stripped or name not in memory.shell_aliases:
+        return source
+    return f"%{name} {rest}"
 
 
 def _original(line_map: list[int], t_line: int) -> int:

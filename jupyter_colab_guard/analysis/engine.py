@@ -75,6 +75,9 @@ class Engine:
         for leaf in policy.leaves:
             self._index(leaf)
         self.regex_index = KeywordIndex(self.gated)
+        self.call_prefixes = {
+            name.rsplit(".", i)[0] for name in self.calls for i in range(1, name.count(".") + 1)
+        }
         self._build_prefilter(policy.rules)
 
     # -- prefilter ----------------------------------------------------------------
@@ -88,8 +91,12 @@ class Engine:
             # lines worth a deep look; argument fragments ("-o") of shell leaves only count
             # on lines that reach a shell, which the markers select anyway
             self.rule_line_keywords[rule.id] = {
-                k for leaf in _leaves(rule.match) if leaf.kind != "connect" for k in leaf.keywords
-                if not (leaf.kind in ("shell", "install") and bare(k) == k)}
+                k
+                for leaf in _leaves(rule.match)
+                if leaf.kind != "connect"
+                for k in leaf.keywords
+                if not (leaf.kind in ("shell", "install") and bare(k) == k)
+            }
             if requirement is None:
                 self.always_live.add(rule.id)
                 continue
@@ -98,6 +105,12 @@ class Engine:
                     self.gate_rules[GATE_OF[kind]][keyword].append(rule.id)
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         self.always_deep = bool(self.always_live)
+
+    def interesting(self, qualname: str) -> bool:
+        """A name some rule calls, or a module through which code reaches a shell."""
+        if qualname.split(".")[0] in SINK_ROOTS:
+            return True
+        return qualname in self.calls or qualname in self.call_prefixes
 
     def live_rules(self, lowered: str, shell: bool) -> set[str]:
         """Rules that can still match a text; ``shell``: the text reaches a shell."""
@@ -152,12 +165,14 @@ class Engine:
             return fact.kind == "url" and bool(leaf.pattern and leaf.pattern.search(fact.text))
         if leaf.kind == "string":
             return fact.kind in ("string", "url") and bool(
-                leaf.pattern and leaf.pattern.search(fact.text))
+                leaf.pattern and leaf.pattern.search(fact.text)
+            )
         if leaf.kind == "shell":
             return fact.kind == "shell" and bool(leaf.pattern and leaf.pattern.search(fact.text))
         if leaf.kind == "connect":
             return fact.kind == "connect" and bool(
-                leaf.pattern and fact.text and leaf.pattern.search(fact.text))
+                leaf.pattern and fact.text and leaf.pattern.search(fact.text)
+            )
         return False
 
     def leaf_hits(self, facts: list[Fact]) -> dict[int, Fact]:
@@ -224,9 +239,38 @@ class Engine:
         return out
 
 
+SINK_ROOTS = frozenset(
+    {
+        "os",
+        "subprocess",
+        "pty",
+        "asyncio",
+        "pexpect",
+        "sh",
+        "commands",
+        "platform",
+        "builtins",
+        "importlib",
+        "socket",
+        "ctypes",
+        "exec",
+        "eval",
+        "compile",
+        "get_ipython",
+        "__import__",
+        "getattr",
+    }
+)
 GATES = ("code", "shell", "url")
-GATE_OF = {"import": "code", "call": "code", "string": "code", "shell": "shell",
-           "install": "shell", "url": "url", "connect": "code"}
+GATE_OF = {
+    "import": "code",
+    "call": "code",
+    "string": "code",
+    "shell": "shell",
+    "install": "shell",
+    "url": "url",
+    "connect": "code",
+}
 URL_MARKS = ("://", "git@", "magnet:")
 Requirement = list[tuple[str, str]]  # (leaf kind, keyword): any one must be present
 

@@ -15,11 +15,39 @@ import libcst as cst
 from .facts import UNKNOWN, Value
 
 MAX_FOLD = 100_000  # longest string the folder builds
-BUILTINS = frozenset({"exec", "eval", "compile", "__import__", "getattr", "open", "get_ipython",
-                      "globals", "vars", "locals", "chr", "bytes", "bytearray", "str", "map",
-                      "reversed", "setattr", "input"})
-NAMESPACE_DICTS = frozenset({"__builtins__", "__builtins__.__dict__", "builtins.__dict__",
-                             "builtins", "globals", "vars", "locals"})
+BUILTINS = frozenset(
+    {
+        "exec",
+        "eval",
+        "compile",
+        "__import__",
+        "getattr",
+        "open",
+        "get_ipython",
+        "globals",
+        "vars",
+        "locals",
+        "chr",
+        "bytes",
+        "bytearray",
+        "str",
+        "map",
+        "reversed",
+        "setattr",
+        "input",
+    }
+)
+NAMESPACE_DICTS = frozenset(
+    {
+        "__builtins__",
+        "__builtins__.__dict__",
+        "builtins.__dict__",
+        "builtins",
+        "globals",
+        "vars",
+        "locals",
+    }
+)
 
 # A binding is ("const", value) or ("qual", qualified name).
 Binding = tuple[str, Any]
@@ -30,7 +58,9 @@ def string_value(literal: str) -> str | bytes:
     """The value of a string literal; the common plain case without ast.literal_eval."""
     quote = literal[-1]
     if literal[0] == quote:
-        body = literal[3:-3] if literal.startswith(quote * 3) and len(literal) >= 6 else literal[1:-1]
+        body = (
+            literal[3:-3] if literal.startswith(quote * 3) and len(literal) >= 6 else literal[1:-1]
+        )
         if "\\" not in body:
             return body
         try:
@@ -109,8 +139,18 @@ class Folder:
     def fold(self, node: cst.BaseExpression) -> Value:
         try:
             value = self._fold(node)
-        except (ValueError, TypeError, OverflowError, IndexError, KeyError, UnicodeError,
-                RecursionError, binascii.Error, LookupError, MemoryError):
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            IndexError,
+            KeyError,
+            UnicodeError,
+            RecursionError,
+            binascii.Error,
+            LookupError,
+            MemoryError,
+        ):
             return UNKNOWN
         if isinstance(value, str | bytes) and len(value) > MAX_FOLD:
             return UNKNOWN
@@ -159,6 +199,14 @@ class Folder:
 
     def _binary(self, node: cst.BinaryOperation) -> Value:
         left, right = self.fold(node.left), self.fold(node.right)
+        if isinstance(node.operator, cst.Add) and (
+            (isinstance(left, str) and right is UNKNOWN)
+            or (left is UNKNOWN and isinstance(right, str))
+        ):
+            # "./xmrig -u " + os.environ["W"]: keep what is known, like an f-string does
+            return (left if isinstance(left, str) else "?") + (
+                right if isinstance(right, str) else "?"
+            )
         if left is UNKNOWN or right is UNKNOWN:
             return UNKNOWN
         if isinstance(node.operator, cst.Add):
@@ -173,7 +221,11 @@ class Folder:
             return UNKNOWN
         if isinstance(node.operator, cst.Modulo) and isinstance(left, str):
             return left % right
-        if isinstance(node.operator, cst.Subtract) and isinstance(left, int) and isinstance(right, int):
+        if (
+            isinstance(node.operator, cst.Subtract)
+            and isinstance(left, int)
+            and isinstance(right, int)
+        ):
             return left - right
         return UNKNOWN
 
@@ -183,7 +235,9 @@ class Folder:
             return UNKNOWN
         index = node.slice[0].slice
         if isinstance(index, cst.Slice):
-            bounds = [None if b is None else self.fold(b) for b in (index.lower, index.upper, index.step)]
+            bounds = [
+                None if b is None else self.fold(b) for b in (index.lower, index.upper, index.step)
+            ]
             if any(b is UNKNOWN or not (b is None or isinstance(b, int)) for b in bounds):
                 return UNKNOWN
             return base[slice(*bounds)]
@@ -247,9 +301,16 @@ class Folder:
         if name in ("bytes.fromhex", "bytearray.fromhex", "binascii.unhexlify", "binascii.a2b_hex"):
             text = _text(values[0]) if values else None
             return self._decoded(bytes.fromhex(text.replace(" ", ""))) if text else UNKNOWN
-        if name in ("base64.b64decode", "base64.decodebytes", "base64.urlsafe_b64decode",
-                    "base64.standard_b64decode", "base64.b32decode", "base64.b16decode",
-                    "base64.a85decode", "base64.b85decode"):
+        if name in (
+            "base64.b64decode",
+            "base64.decodebytes",
+            "base64.urlsafe_b64decode",
+            "base64.standard_b64decode",
+            "base64.b32decode",
+            "base64.b16decode",
+            "base64.a85decode",
+            "base64.b85decode",
+        ):
             data = values[0] if values else UNKNOWN
             if isinstance(data, str):
                 data = data.encode()
@@ -263,22 +324,35 @@ class Folder:
                 return self._decoded(codecs.decode(data, "rot13"))
             if isinstance(data, str):
                 data = data.encode()
-            return self._decoded(codecs.decode(data, values[1])) if isinstance(data, bytes) else UNKNOWN
-        if name in ("os.path.join", "posixpath.join") and values and all(isinstance(v, str) for v in values):
+            return (
+                self._decoded(codecs.decode(data, values[1]))
+                if isinstance(data, bytes)
+                else UNKNOWN
+            )
+        if (
+            name in ("os.path.join", "posixpath.join")
+            and values
+            and all(isinstance(v, str) for v in values)
+        ):
             return posixpath.join(*values)  # type: ignore[arg-type]
         if name == "reversed" and values and isinstance(values[0], str | list):
             return list(reversed(values[0]))  # type: ignore[arg-type]
         return UNKNOWN
 
-    def _method(self, func: cst.Attribute, args: list[cst.BaseExpression],
-                receiver: Value) -> Value:
+    def _method(
+        self, func: cst.Attribute, args: list[cst.BaseExpression], receiver: Value
+    ) -> Value:
         method = func.attr.value
         if isinstance(receiver, str) and method == "join" and args:
             items = self._iterable(args[0])
             if items is None or not all(isinstance(i, str) for i in items):
                 return UNKNOWN
             joined = receiver.join(items)  # type: ignore[arg-type]
-            return self._decoded(joined) if isinstance(args[0], cst.Call | cst.GeneratorExp | cst.ListComp) else joined
+            return (
+                self._decoded(joined)
+                if isinstance(args[0], cst.Call | cst.GeneratorExp | cst.ListComp)
+                else joined
+            )
         if isinstance(receiver, bytes) and method == "join" and args:
             items = self._iterable(args[0])
             if items is None or not all(isinstance(i, bytes) for i in items):
@@ -294,9 +368,24 @@ class Folder:
         if isinstance(receiver, str) and method == "format":
             return receiver.format(*values)
         if isinstance(receiver, str | bytes) and method in (
-            "replace", "lower", "upper", "strip", "lstrip", "rstrip", "split", "title",
-            "swapcase", "casefold", "zfill", "center", "ljust", "rjust", "removeprefix",
-            "removesuffix", "translate", "splitlines",
+            "replace",
+            "lower",
+            "upper",
+            "strip",
+            "lstrip",
+            "rstrip",
+            "split",
+            "title",
+            "swapcase",
+            "casefold",
+            "zfill",
+            "center",
+            "ljust",
+            "rjust",
+            "removeprefix",
+            "removesuffix",
+            "translate",
+            "splitlines",
         ):
             return getattr(receiver, method)(*values)
         return UNKNOWN

@@ -36,8 +36,9 @@ def line_of(starts: list[int], offset: int) -> int:
     return bisect.bisect_right(starts, offset)
 
 
-def keyword_lines(code: str, lowered: str, keywords: Iterable[str],
-                  starts: list[int] | None = None) -> set[int]:
+def keyword_lines(
+    code: str, lowered: str, keywords: Iterable[str], starts: list[int] | None = None
+) -> set[int]:
     """1-based lines of ``code`` where any of the keywords occurs (one regex pass)."""
     words = {bare(k) for k in keywords if bare(k) != k}
     parts = [re.escape(bare(k)) for k in sorted(set(keywords), key=len, reverse=True)]
@@ -50,7 +51,8 @@ def keyword_lines(code: str, lowered: str, keywords: Iterable[str],
     while match is not None:
         start, end = match.span()
         if match.group(0) in words and (
-            (start and _WORDCHAR(lowered[start - 1])) or (end < len(lowered) and _WORDCHAR(lowered[end]))
+            (start and _WORDCHAR(lowered[start - 1]))
+            or (end < len(lowered) and _WORDCHAR(lowered[end]))
         ):
             match = pattern.search(lowered, start + 1)  # inside a longer word: not this one
             continue
@@ -62,7 +64,7 @@ def keyword_lines(code: str, lowered: str, keywords: Iterable[str],
     return lines
 
 
-def _WORDCHAR(char: str) -> bool:  # noqa: N802
+def _WORDCHAR(char: str) -> bool:
     return char.isalnum() or char == "_"
 
 
@@ -107,7 +109,8 @@ def snippet_for(node: ast.AST, lines: list[str]) -> Snippet:
     """Source of a statement; for a compound statement only its header, with `pass`."""
     start = node.lineno  # type: ignore[attr-defined]
     end = node.end_lineno or start  # type: ignore[attr-defined]
-    indent = node.col_offset  # type: ignore[attr-defined]
+    first = lines[start - 1] if start - 1 < len(lines) else ""
+    indent = len(first) - len(first.lstrip())  # `a(); b()` on one line: take the whole line
     prefix = _prefix(node, lines[start - 1])
     body = getattr(node, "body", None)
     header_only = bool(isinstance(body, list) and body and body[0].lineno > start)
@@ -126,9 +129,9 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     out: list[Snippet] = []
     for line in sorted(wanted):
         node = innermost(tree.body, line)
-        if node is None or id(node) in seen:
+        if node is None or node.lineno in seen:  # type: ignore[attr-defined]
             continue
-        seen.add(id(node))
+        seen.add(node.lineno)  # type: ignore[attr-defined]
         out.append(snippet_for(node, lines))
     out.sort(key=lambda s: s.first_line)
     return out

@@ -15,6 +15,7 @@ from .fold import Binding, Folder, Lookup
 from .shell import MAX_DEPTH, ShellScanner
 
 URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
+WRITES = frozenset({"write", "write_text", "write_bytes", "writelines"})
 IPY_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][\w.]*)\}|\$([A-Za-z_]\w*)|\{([A-Za-z_][\w.]*)\}")
 
 
@@ -46,8 +47,14 @@ def _argv(value: Value) -> list[str] | None:
 class PythonScanner(cst.CSTVisitor):
     """Walks a module once: keeps a flat scope of bindings, emits facts at sinks."""
 
-    def __init__(self, facts: FactSet, memory: Memory, history: Lookup | None = None,
-                 outer: Anchor | None = None, depth: int = 0) -> None:
+    def __init__(
+        self,
+        facts: FactSet,
+        memory: Memory,
+        history: Lookup | None = None,
+        outer: Anchor | None = None,
+        depth: int = 0,
+    ) -> None:
         super().__init__()
         self.facts = facts
         self.memory = memory
@@ -56,7 +63,6 @@ class PythonScanner(cst.CSTVisitor):
         self.depth = depth
         self.bindings: dict[str, Binding] = {}
         self.used_history = False
-        self.file_handles: dict[str, str] = {}
         self.decoded: list[tuple[str, Anchor]] = []
         self._current: Anchor | None = None
         self.module: cst.Module | None = None  # the snippet being visited
@@ -78,6 +84,10 @@ class PythonScanner(cst.CSTVisitor):
 
     def _bind(self, target: cst.BaseExpression, value_node: cst.BaseExpression) -> None:
         if not isinstance(target, cst.Name):
+            return
+        path = self._open_for_write(value_node)
+        if path:
+            self.bindings[target.value] = ("file", path)  # f = open("run.sh", "w")
             return
         value = self.folder.fold(value_node)
         if value is not UNKNOWN and (not isinstance(value, list | tuple) or value):
@@ -106,8 +116,9 @@ class PythonScanner(cst.CSTVisitor):
     def visit_Import(self, node: cst.Import) -> None:
         for alias in node.names:
             module = cst.helpers.get_full_name_for_node(alias.name) or ""
-            self.facts.add(Fact("import", name=module, evidence=f"import {module}",
-                                anchor=self.anchor(node)))
+            self.facts.add(
+                Fact("import", name=module, evidence=f"import {module}", anchor=self.anchor(node))
+            )
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 self.bindings[alias.asname.name.value] = ("qual", module)
             else:
@@ -118,16 +129,31 @@ class PythonScanner(cst.CSTVisitor):
         if node.relative or node.module is None:
             return
         module = cst.helpers.get_full_name_for_node(node.module) or ""
-        self.facts.add(Fact("import", name=module, evidence=f"from {module} import ...",
-                            anchor=self.anchor(node)))
+        self.facts.add(
+            Fact(
+                "import",
+                name=module,
+                evidence=f"from {module} import ...",
+                anchor=self.anchor(node),
+            )
+        )
         if isinstance(node.names, cst.ImportStar):
             return
         for alias in node.names:
             name = cst.helpers.get_full_name_for_node(alias.name) or ""
-            self.facts.add(Fact("import", name=f"{module}.{name}",
-                                evidence=f"from {module} import {name}", anchor=self.anchor(node)))
-            local = alias.asname.name.value if alias.asname is not None and isinstance(
-                alias.asname.name, cst.Name) else name
+            self.facts.add(
+                Fact(
+                    "import",
+                    name=f"{module}.{name}",
+                    evidence=f"from {module} import {name}",
+                    anchor=self.anchor(node),
+                )
+            )
+            local = (
+                alias.asname.name.value
+                if alias.asname is not None and isinstance(alias.asname.name, cst.Name)
+                else name
+            )
             self.bindings[local] = ("qual", f"{module}.{name}")
 
     # -- bindings ---------------------------------------------------------------
@@ -152,17 +178,26 @@ class PythonScanner(cst.CSTVisitor):
         if node.asname is not None and isinstance(node.asname.name, cst.Name):
             path = self._open_for_write(node.item)
             if path:
-                self.file_handles[node.asname.name.value] = path
+                self.bindings[node.asname.name.value] = ("file", path)
                 self.memory.files.setdefault(path, "")
 
     def _open_for_write(self, node: cst.BaseExpression) -> str | None:
         if not isinstance(node, cst.Call) or self.folder.qual(node.func) not in (
-            "open", "io.open", "codecs.open", "builtins.open"
+            "open",
+            "io.open",
+            "codecs.open",
+            "builtins.open",
         ):
             return None
         values = [self.folder.fold(a.value) for a in node.args]
-        mode = next((_text(self.folder.fold(a.value)) for a in node.args
-                     if a.keyword and a.keyword.value == "mode"), None)
+        mode = next(
+            (
+                _text(self.folder.fold(a.value))
+                for a in node.args
+                if a.keyword and a.keyword.value == "mode"
+            ),
+            None,
+        )
         if mode is None and len(values) > 1:
             mode = _text(values[1])
         path = _text(values[0]) if values else None
@@ -207,26 +242,44 @@ class PythonScanner(cst.CSTVisitor):
         kwargs = {a.keyword.value: self.folder.fold(a.value) for a in node.args if a.keyword}
         anchor = self.anchor(node)
         if name:
-            self.facts.add(Fact("call", name=name, args=args, kwargs=kwargs,
-                                evidence=cst.Module([]).code_for_node(node)[:200], anchor=anchor))
+            self.facts.add(
+                Fact(
+                    "call",
+                    name=name,
+                    args=args,
+                    kwargs=kwargs,
+                    evidence=cst.Module([]).code_for_node(node)[:200],
+                    anchor=anchor,
+                )
+            )
             if name in sinks.IMPORTERS and args and isinstance(args[0], str):
-                self.facts.add(Fact("import", name=args[0], evidence=f"{name}({args[0]!r})",
-                                    anchor=anchor))
+                self.facts.add(
+                    Fact("import", name=args[0], evidence=f"{name}({args[0]!r})", anchor=anchor)
+                )
         for value in (*args, *kwargs.values()):
             text = _text(value)
             if text and URL_LIKE.match(text.strip()):
                 self.facts.add(Fact("url", text=text.strip(), evidence=text.strip(), anchor=anchor))
             elif text and not isinstance(value, str):
                 self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
-        if not name:
-            return
-        self._sink(name, node, args, kwargs, anchor)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in WRITES:
+            self._write(node, args)  # f.write(...) where f is an open file
+        elif name:
+            self._sink(name, node, args, kwargs, anchor)
 
-    def _sink(self, name: str, node: cst.Call, args: tuple[Value, ...], kwargs: dict[str, Value],
-              anchor: Anchor) -> None:
+    def _sink(
+        self,
+        name: str,
+        node: cst.Call,
+        args: tuple[Value, ...],
+        kwargs: dict[str, Value],
+        anchor: Anchor,
+    ) -> None:
         short = name.rsplit(".", 1)[-1]
         first = args[0] if args else kwargs.get("args", kwargs.get("cmd", UNKNOWN))
-        if name in sinks.SHELL_STRING or (name.startswith("get_ipython.") and short in sinks.IPY_SHELL):
+        if name in sinks.SHELL_STRING or (
+            name.startswith("get_ipython.") and short in sinks.IPY_SHELL
+        ):
             text = _text(first)
             if text is not None:
                 if name.startswith("get_ipython."):
@@ -246,10 +299,11 @@ class PythonScanner(cst.CSTVisitor):
             elif path:
                 self.shell.scan_argv([path], anchor, self.depth)
         elif name in sinks.EXEC_LIST:
-            parts = [_text(a) or "?" for a in args[sinks.EXEC_LIST[name]:]]
+            parts = [_text(a) or "?" for a in args[sinks.EXEC_LIST[name] :]]
             if parts:
-                self.shell.scan_argv([parts[0], *parts[2:]] if len(parts) > 1 else parts,
-                                     anchor, self.depth)
+                self.shell.scan_argv(
+                    [parts[0], *parts[2:]] if len(parts) > 1 else parts, anchor, self.depth
+                )
         elif name in sinks.SPAWN_ARGV:
             argv = _argv(args[2]) if len(args) > 2 else None
             if argv:
@@ -264,8 +318,6 @@ class PythonScanner(cst.CSTVisitor):
             self._cell_magic(args, anchor)
         elif short in ("connect", "connect_ex", "create_connection", "open_connection"):
             self._connect(name, args, anchor)
-        elif short in ("write", "write_text", "write_bytes", "writelines"):
-            self._write(node, args)
 
     def _connect(self, name: str, args: tuple[Value, ...], anchor: Anchor) -> None:
         if not args:
@@ -279,8 +331,15 @@ class PythonScanner(cst.CSTVisitor):
         host_text = host if isinstance(host, str) else ""
         port_num = port if isinstance(port, int) else None
         if host_text or port_num is not None:
-            self.facts.add(Fact("connect", text=host_text, port=port_num,
-                                evidence=f"{name}({host_text!r}, {port_num})", anchor=anchor))
+            self.facts.add(
+                Fact(
+                    "connect",
+                    text=host_text,
+                    port=port_num,
+                    evidence=f"{name}({host_text!r}, {port_num})",
+                    anchor=anchor,
+                )
+            )
 
     def _write(self, node: cst.Call, args: tuple[Value, ...]) -> None:
         content = _text(args[0]) if args else None
@@ -289,7 +348,9 @@ class PythonScanner(cst.CSTVisitor):
             return
         path: str | None = None
         if isinstance(func.value, cst.Name):
-            path = self.file_handles.get(func.value.value)
+            binding = self.lookup(func.value.value)
+            if binding is not None and binding[0] == "file":
+                path = binding[1]
         if path is None:
             path = self._open_for_write(func.value)
         if path is None and isinstance(func.value, cst.Call):
@@ -324,8 +385,15 @@ class PythonScanner(cst.CSTVisitor):
             except cst.ParserSyntaxError:
                 return m.group(0)
             value = self.folder.fold(node)
-            return str(value) if value is not UNKNOWN and not isinstance(value, list | tuple) else (
-                " ".join(str(v) for v in value) if isinstance(value, list | tuple) else m.group(0))
+            return (
+                str(value)
+                if value is not UNKNOWN and not isinstance(value, list | tuple)
+                else (
+                    " ".join(str(v) for v in value)
+                    if isinstance(value, list | tuple)
+                    else m.group(0)
+                )
+            )
 
         return IPY_VAR.sub(sub, text)
 
@@ -370,11 +438,16 @@ class PythonScanner(cst.CSTVisitor):
         if len(args) < 3 or not all(isinstance(a, str) for a in args[:3]):
             return
         name, line, body = self._magic_name(str(args[0])), str(args[1]), str(args[2])
-        body_anchor = anchor if self.outer is not None else dataclasses.replace(
-            anchor, line_offset=anchor.line_offset + 1)
-        if name in sinks.SHELL_CELL_MAGICS or (name == "script" and line.split()[:1] and
-                                               posixpath.basename(line.split()[0]) in
-                                               ("bash", "sh", "zsh", "dash")):
+        body_anchor = (
+            anchor
+            if self.outer is not None
+            else dataclasses.replace(anchor, line_offset=anchor.line_offset + 1)
+        )
+        if name in sinks.SHELL_CELL_MAGICS or (
+            name == "script"
+            and line.split()[:1]
+            and posixpath.basename(line.split()[0]) in ("bash", "sh", "zsh", "dash")
+        ):
             self.shell.scan(body, body_anchor, self.depth)
         elif name in sinks.PYTHON_CELL_MAGICS or (name == "script" and "python" in line):
             self.scan_python_text(body, body_anchor, self.depth + 1, nested_cell=True)
@@ -391,8 +464,9 @@ class PythonScanner(cst.CSTVisitor):
             self.shell.scan(body, body_anchor, self.depth)  # unknown magic: check as shell
 
     # -- nested Python --------------------------------------------------------
-    def scan_python_text(self, text: str, anchor: Anchor, depth: int,
-                         nested_cell: bool = False) -> None:
+    def scan_python_text(
+        self, text: str, anchor: Anchor, depth: int, nested_cell: bool = False
+    ) -> None:
         """Analyse code that a sink runs (exec, python -c, %%capture bodies)."""
         if depth > MAX_DEPTH:
             return

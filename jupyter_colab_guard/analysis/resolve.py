@@ -25,14 +25,17 @@ _BIND = re.compile(
 )
 PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, names stay unknown
 # A binding worth parsing: it imports, holds a literal, or touches a marked construct.
-_WORTH = re.compile(r"import|['\"]|chr|getattr|__|system|popen|subprocess|os\.|join|decode|hex")
+_WORTH = re.compile(
+    r"import|['\"]|chr|getattr|__|system|popen|subprocess|os\.|join|decode|hex|=\s*-?\d"
+)
 
 
 class CellIndex:
     """One cell's transformed code, able to answer 'what is NAME bound to before line L'."""
 
-    def __init__(self, code: str, tree: ast.Module | None = None,
-                 outer: Lookup | None = None) -> None:
+    def __init__(
+        self, code: str, tree: ast.Module | None = None, outer: Lookup | None = None
+    ) -> None:
         self.code = code
         self._tree = tree
         self.outer = outer  # lookup in earlier cells

@@ -17,8 +17,26 @@ OPERATORS = frozenset({";", "&&", "||", "|", "&", "(", ")", ";;", "|&", "\n"})
 REDIRECTS = frozenset({">", ">>", "<", ">&", "&>", "<&", ">|", "&>>", "<<<", "<>"})
 SHELLS = frozenset({"bash", "sh", "zsh", "dash", "ksh", "source", "."})
 PYTHONS = re.compile(r"^python(\d(\.\d+)?)?$")
-FETCHERS = frozenset({"git", "wget", "curl", "aria2c", "axel", "gdown", "svn", "hg", "rsync",
-                      "scp", "ipfs", "youtube-dl", "yt-dlp", "gsutil", "rclone", "lftp"})
+FETCHERS = frozenset(
+    {
+        "git",
+        "wget",
+        "curl",
+        "aria2c",
+        "axel",
+        "gdown",
+        "svn",
+        "hg",
+        "rsync",
+        "scp",
+        "ipfs",
+        "youtube-dl",
+        "yt-dlp",
+        "gsutil",
+        "rclone",
+        "lftp",
+    }
+)
 URL_TOKEN = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)", re.IGNORECASE)
 ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 SHELL_VAR = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
@@ -109,7 +127,7 @@ def _logical_lines(script: str) -> list[tuple[int, str, str | None]]:
             while end < len(raw) and raw[end].strip() != m.group(2):
                 end += 1
             body = "\n".join(raw[i + 1 : end])
-            text = text[: m.start()] + text[m.end():]
+            text = text[: m.start()] + text[m.end() :]
             i = end
         out.append((start, text, body))
         i += 1
@@ -161,7 +179,9 @@ class ShellScanner:
         for index, text, body in _logical_lines(script):
             where = dataclasses.replace(anchor, line_offset=anchor.line_offset + index)
             if text.strip():
-                self.facts.add(Fact("string", text=text.strip(), evidence=text.strip(), anchor=where))
+                self.facts.add(
+                    Fact("string", text=text.strip(), evidence=text.strip(), anchor=where)
+                )
             self._line(text, body, where, depth, variables)
 
     def scan_argv(self, argv: list[str], anchor: Anchor, depth: int = 0) -> None:
@@ -170,8 +190,9 @@ class ShellScanner:
         self._command(argv, anchor, depth, None)
 
     # -- internals --------------------------------------------------------
-    def _line(self, text: str, body: str | None, anchor: Anchor, depth: int,
-              variables: dict[str, str]) -> None:
+    def _line(
+        self, text: str, body: str | None, anchor: Anchor, depth: int, variables: dict[str, str]
+    ) -> None:
         commands = _commands(_tokenize(text))
         pipeline: list[list[str]] = []
         for argv, op in commands:
@@ -196,15 +217,19 @@ class ShellScanner:
             return token
         return SHELL_VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), m.group(0)), token)
 
-    def _pipeline(self, stages: list[list[str]], anchor: Anchor, depth: int,
-                  body: str | None) -> None:
+    def _pipeline(
+        self, stages: list[list[str]], anchor: Anchor, depth: int, body: str | None
+    ) -> None:
         for argv in stages:
             self._command(argv, anchor, depth, body)
         real = self._unwrap(stages[-1])[0]
         last = program_name(real[0]) if real else ""
         first = stages[0]
-        if len(stages) >= 2 and (last in SHELLS or PYTHONS.match(last)) and \
-                program_name(first[0]) in ("echo", "printf", "cat"):
+        if (
+            len(stages) >= 2
+            and (last in SHELLS or PYTHONS.match(last))
+            and program_name(first[0]) in ("echo", "printf", "cat")
+        ):
             if program_name(first[0]) == "cat":
                 text = "\n".join(self.files.get(a, "") for a in first[1:])
             else:
@@ -233,7 +258,7 @@ class ShellScanner:
                     i += 2 if argv[i] in with_value else 1
                     if argv[i - 1] == "--":
                         break
-                inner = argv[i + _POSITIONAL_FIRST.get(name, 0):]
+                inner = argv[i + _POSITIONAL_FIRST.get(name, 0) :]
             else:
                 break
             wrappers.append(argv[: len(argv) - len(inner)] if inner else argv)
@@ -245,8 +270,11 @@ class ShellScanner:
         rest = argv[1:]
         if name == "tmux":
             rest = [a for a in rest if a not in ("new", "new-session", "new-window", "-d")]
-            rest = [a for i, a in enumerate(rest)
-                    if not (a.startswith("-") or (i and rest[i - 1] in ("-s", "-n", "-t")))]
+            rest = [
+                a
+                for i, a in enumerate(rest)
+                if not (a.startswith("-") or (i and rest[i - 1] in ("-s", "-n", "-t")))
+            ]
             return shlex.split(rest[0]) + rest[1:] if len(rest) == 1 and " " in rest[0] else rest
         i = 0
         while i < len(rest) and rest[i].startswith("-"):
@@ -256,48 +284,80 @@ class ShellScanner:
     def _command(self, argv: list[str], anchor: Anchor, depth: int, body: str | None) -> None:
         argv, wrappers = self._unwrap(argv)
         for wrapper in wrappers:  # wrappers are programs too (proxychains, torsocks, screen)
-            self.facts.add(Fact("shell", name=program_name(wrapper[0]), text=" ".join(wrapper[1:]),
-                                evidence=" ".join(wrapper + argv), anchor=anchor))
+            self.facts.add(
+                Fact(
+                    "shell",
+                    name=program_name(wrapper[0]),
+                    text=" ".join(wrapper[1:]),
+                    evidence=" ".join(wrapper + argv),
+                    anchor=anchor,
+                )
+            )
         if not argv:
             return
         program = program_name(argv[0])
         args = argv[1:]
         evidence = " ".join(argv)
-        self.facts.add(Fact("shell", name=program, text=" ".join(args), evidence=evidence,
-                            anchor=anchor))
+        self.facts.add(
+            Fact("shell", name=program, text=" ".join(args), evidence=evidence, anchor=anchor)
+        )
         original = self.renames.get(program)
         if original and original != program:
-            self.facts.add(Fact("shell", name=original, text=" ".join(args),
-                                evidence=f"{evidence} (renamed from {original})", anchor=anchor))
+            self.facts.add(
+                Fact(
+                    "shell",
+                    name=original,
+                    text=" ".join(args),
+                    evidence=f"{evidence} (renamed from {original})",
+                    anchor=anchor,
+                )
+            )
         self._urls(program, args, anchor)
         self._installs(program, args, anchor)
         self._nested(program, argv, args, anchor, depth, body)
 
     def _urls(self, program: str, args: list[str], anchor: Anchor) -> None:
         for arg in args:
-            if URL_TOKEN.match(arg) or (program in FETCHERS and "/" in arg and "." in arg
-                                        and not arg.startswith("-")):
+            if URL_TOKEN.match(arg) or (
+                program in FETCHERS and "/" in arg and "." in arg and not arg.startswith("-")
+            ):
                 self.facts.add(Fact("url", text=arg, evidence=arg, anchor=anchor))
 
     def _installs(self, program: str, args: list[str], anchor: Anchor) -> None:
         manager, packages = _install_request(program, args)
         for package in packages:
             if URL_TOKEN.match(package.removeprefix("git+")):
-                self.facts.add(Fact("url", text=package.removeprefix("git+"), evidence=package,
-                                    anchor=anchor))
+                self.facts.add(
+                    Fact("url", text=package.removeprefix("git+"), evidence=package, anchor=anchor)
+                )
                 continue
             name = _package_name(package)
             if name:
-                self.facts.add(Fact("install", name=name, manager=manager,
-                                    evidence=f"{manager} install {package}", anchor=anchor))
+                self.facts.add(
+                    Fact(
+                        "install",
+                        name=name,
+                        manager=manager,
+                        evidence=f"{manager} install {package}",
+                        anchor=anchor,
+                    )
+                )
 
-    def _nested(self, program: str, argv: list[str], args: list[str], anchor: Anchor,
-                depth: int, body: str | None) -> None:
+    def _nested(
+        self,
+        program: str,
+        argv: list[str],
+        args: list[str],
+        anchor: Anchor,
+        depth: int,
+        body: str | None,
+    ) -> None:
         if program in ("mv", "cp", "ln", "install") and len(args) >= 2:
             plain = [a for a in args if not a.startswith("-")]
             if len(plain) == 2:
                 self.renames[program_name(plain[1])] = self.renames.get(
-                    program_name(plain[0]), program_name(plain[0]))
+                    program_name(plain[0]), program_name(plain[0])
+                )
         if program in ("cat", "tee") and body is not None:
             for target in args:
                 if not target.startswith("-"):
@@ -335,10 +395,31 @@ class ShellScanner:
             self.scan(content, anchor, depth + 1)
 
 
-_VALUE_OPTIONS = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url",
-                  "--extra-index-url", "-f", "--find-links", "-t", "--target", "-e",
-                  "--editable", "-n", "--name", "-p", "--prefix", "--channel", "-o",
-                  "--option", "--python", "--trusted-host", "--root"}
+_VALUE_OPTIONS = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "-e",
+    "--editable",
+    "-n",
+    "--name",
+    "-p",
+    "--prefix",
+    "--channel",
+    "-o",
+    "--option",
+    "--python",
+    "--trusted-host",
+    "--root",
+}
 
 
 def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:

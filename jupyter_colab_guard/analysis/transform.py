@@ -9,8 +9,20 @@ from IPython.core.inputtransformer2 import TransformerManager
 
 # Line magics that IPython runs without '%' when a cell is one line (automagic).
 AUTOMAGIC = frozenset(
-    {"pip", "conda", "mamba", "micromamba", "uv", "sx", "system", "sc", "alias",
-     "alias_magic", "run", "writefile"}
+    {
+        "pip",
+        "conda",
+        "mamba",
+        "micromamba",
+        "uv",
+        "sx",
+        "system",
+        "sc",
+        "alias",
+        "alias_magic",
+        "run",
+        "writefile",
+    }
 )
 _AUTOMAGIC_LINE = re.compile(r"^(\s*)([A-Za-z_]\w*)(\s+(?![=(\[.,])(.*))?$")
 

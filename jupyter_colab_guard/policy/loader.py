@@ -155,6 +155,12 @@ class _PolicyBuilder:
         kind = chosen[0]
         value = fields[kind]
         where = f"{key}.{kind}"
+        if "keywords" in fields and kind in ("all", "any", "not"):
+            self.r.error(
+                fields["keywords"],
+                f"{key}.keywords",
+                "keywords belong beside a single matcher, not beside all/any/not",
+            )
         if kind in ("all", "any"):
             if not isinstance(value, SequenceNode) or not value.value:
                 self.r.error(value, where, "must be a non-empty list of matchers")
@@ -164,8 +170,10 @@ class _PolicyBuilder:
                 for i, c in enumerate(value.value)
             ]
             kids = tuple(c for c in children if c is not None)
-            if kind == "all" and kids and all(
-                isinstance(c, Combinator) and c.op == "not" for c in kids
+            if (
+                kind == "all"
+                and kids
+                and all(isinstance(c, Combinator) and c.op == "not" for c in kids)
             ):
                 self.r.error(value, where, "needs at least one matcher that is not 'not'")
             return Combinator(kind, kids) if len(kids) == len(children) else None
@@ -177,8 +185,9 @@ class _PolicyBuilder:
         leaf = self.leaf(kind, value, where)
         if leaf is None:
             return None
-        explicit = tuple(k.lower() for k in self.r.strings(fields.get("keywords"),
-                                                            f"{key}.keywords"))
+        explicit = tuple(
+            k.lower() for k in self.r.strings(fields.get("keywords"), f"{key}.keywords")
+        )
         if explicit:
             leaf.keywords = explicit
         if not leaf.keywords and kind in ("url", "string", "shell"):
@@ -206,7 +215,9 @@ class _PolicyBuilder:
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
             keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
-            return Leaf(kind, names=names, args=tuple(args), kwargs=tuple(kwargs), keywords=keywords)
+            return Leaf(
+                kind, names=names, args=tuple(args), kwargs=tuple(kwargs), keywords=keywords
+            )
         if kind == "shell":
             f = r.mapping(node, key, {"program"}, {"args"})
             programs = tuple(p.lower() for p in r.strings(f.get("program"), f"{key}.program"))
@@ -223,11 +234,19 @@ class _PolicyBuilder:
             managers = r.strings(f.get("manager"), f"{key}.manager")
             for manager in managers:
                 if manager not in MANAGERS:
-                    r.error(f.get("manager"), f"{key}.manager",
-                            f"must be one of {', '.join(MANAGERS)}, not {manager!r}")
-            packages = tuple(normalize_package(p) for p in r.strings(f.get("package"), f"{key}.package"))
-            return Leaf(kind, names=packages, managers=managers,
-                        keywords=tuple(word(p) for p in packages))
+                    r.error(
+                        f.get("manager"),
+                        f"{key}.manager",
+                        f"must be one of {', '.join(MANAGERS)}, not {manager!r}",
+                    )
+            packages = tuple(
+                normalize_package(p) for p in r.strings(f.get("package"), f"{key}.package")
+            )
+            # `Fake_Pkg`, `fake.pkg` and `fake-pkg` are one package: key on its longest part
+            keywords = tuple(
+                word(p) if "-" not in p else max(p.split("-"), key=len) for p in packages
+            )
+            return Leaf(kind, names=packages, managers=managers, keywords=keywords)
         if kind == "connect":
             f = r.mapping(node, key, set(), {"host", "port"})
             if not f:
@@ -244,7 +263,9 @@ class _PolicyBuilder:
             return Leaf(kind, pattern=pattern, ports=tuple(ports), keywords=keywords)
         return None
 
-    def _conditions(self, node: Node, key: str, key_type: type) -> list[tuple[Any, re.Pattern[str]]]:
+    def _conditions(
+        self, node: Node, key: str, key_type: type
+    ) -> list[tuple[Any, re.Pattern[str]]]:
         out: list[tuple[Any, re.Pattern[str]]] = []
         if not isinstance(node, MappingNode):
             self.r.error(node, key, "must be a mapping")
@@ -267,7 +288,9 @@ class _PolicyBuilder:
     def build(self, root: Node, version: str) -> Policy | None:
         r = self.r
         top = r.mapping(
-            root, "", {"version", "categories", "rules"},
+            root,
+            "",
+            {"version", "categories", "rules"},
             {"name", "tiers", "exceptions", "on_error", "metadata"},
         )
         if "version" in top and r.string(top["version"], "version") != "1":
@@ -281,12 +304,20 @@ class _PolicyBuilder:
         if r.problems:
             return None
         return Policy(
-            name=name, tiers=tiers, categories=categories, rules=rules,
-            exceptions=exceptions, on_error=on_error, version=version,
-            leaves=self.leaves, warnings=self.warnings,
+            name=name,
+            tiers=tiers,
+            categories=categories,
+            rules=rules,
+            exceptions=exceptions,
+            on_error=on_error,
+            version=version,
+            leaves=self.leaves,
+            warnings=self.warnings,
         )
 
-    def _check_tiers(self, node: Node | None, key: str, tiers: tuple[str, ...], known: tuple[str, ...]) -> None:
+    def _check_tiers(
+        self, node: Node | None, key: str, tiers: tuple[str, ...], known: tuple[str, ...]
+    ) -> None:
         for t in tiers:
             if t not in known:
                 self.r.error(node, key, f"unknown tier {t!r} (declare it in top-level tiers)")
@@ -299,13 +330,17 @@ class _PolicyBuilder:
             return out
         for i, item in enumerate(node.value):
             key = f"categories[{i}]"
-            f = self.r.mapping(item, key, {"id", "title", "description", "action", "severity"},
-                               {"tiers", "metadata"})
+            f = self.r.mapping(
+                item,
+                key,
+                {"id", "title", "description", "action", "severity"},
+                {"tiers", "metadata"},
+            )
             cid = self.r.string(f.get("id"), f"{key}.id") or ""
             key = f"categories[{cid or i}]"
             if cid and not CATEGORY_ID.match(cid):
                 self.r.error(f["id"], f"{key}.id", "must match [a-z][a-z0-9_]*")
-            if cid in out:
+            if cid and cid in out:
                 self.r.error(f.get("id"), f"{key}.id", f"duplicate category id {cid!r}")
             ctiers = self.r.strings(f.get("tiers"), f"{key}.tiers")
             self._check_tiers(f.get("tiers"), f"{key}.tiers", ctiers, tiers)
@@ -320,7 +355,9 @@ class _PolicyBuilder:
             )
         return out
 
-    def rules(self, node: Node | None, categories: dict[str, Category], tiers: tuple[str, ...]) -> list[Rule]:
+    def rules(
+        self, node: Node | None, categories: dict[str, Category], tiers: tuple[str, ...]
+    ) -> list[Rule]:
         out: list[Rule] = []
         seen: set[str] = set()
         if not isinstance(node, SequenceNode):
@@ -329,13 +366,17 @@ class _PolicyBuilder:
             return out
         for i, item in enumerate(node.value):
             key = f"rules[{i}]"
-            f = self.r.mapping(item, key, {"id", "category", "message", "match", "examples"},
-                               {"severity", "action", "tiers", "metadata"})
+            f = self.r.mapping(
+                item,
+                key,
+                {"id", "category", "message", "match", "examples"},
+                {"severity", "action", "tiers", "metadata"},
+            )
             rid = self.r.string(f.get("id"), f"{key}.id") or ""
             key = f"rules[{rid or i}]"
             if rid and not RULE_ID.match(rid):
                 self.r.error(f["id"], f"{key}.id", "must match [a-z0-9][a-z0-9_.-]*")
-            if rid in seen:
+            if rid and rid in seen:
                 self.r.error(f.get("id"), f"{key}.id", f"duplicate rule id {rid!r}")
             seen.add(rid)
             cid = self.r.string(f.get("category"), f"{key}.category") or ""
@@ -346,18 +387,26 @@ class _PolicyBuilder:
             self._check_tiers(f.get("tiers"), f"{key}.tiers", rtiers, tiers)
             match = self.matcher(f["match"], f"{key}.match") if "match" in f else None
             ex_match, ex_no = self.examples(f.get("examples"), f"{key}.examples")
+            message = self.r.string(f.get("message"), f"{key}.message") or ""
+            action = self.r.choice(f.get("action"), f"{key}.action", ACTIONS)
+            severity = self.r.choice(f.get("severity"), f"{key}.severity", SEVERITIES)
             if match is None or category is None:
                 continue
-            out.append(Rule(
-                id=rid, category=cid,
-                message=self.r.string(f.get("message"), f"{key}.message") or "",
-                action=self.r.choice(f.get("action"), f"{key}.action", ACTIONS) or category.action,
-                severity=self.r.choice(f.get("severity"), f"{key}.severity", SEVERITIES)
-                or category.severity,
-                tiers=rtiers or category.tiers, match=match,
-                examples_match=ex_match, examples_no_match=ex_no,
-                metadata=self.r.data(f.get("metadata")), line=item.start_mark.line + 1,
-            ))
+            out.append(
+                Rule(
+                    id=rid,
+                    category=cid,
+                    message=message,
+                    action=action or category.action,
+                    severity=severity or category.severity,
+                    tiers=rtiers or category.tiers,
+                    match=match,
+                    examples_match=ex_match,
+                    examples_no_match=ex_no,
+                    metadata=self.r.data(f.get("metadata")),
+                    line=item.start_mark.line + 1,
+                )
+            )
         return out
 
     def examples(self, node: Node | None, key: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -371,8 +420,13 @@ class _PolicyBuilder:
                 self.r.error(f[name], f"{key}.{name}", "needs at least one example cell")
         return ex_match, ex_no
 
-    def exceptions(self, node: Node | None, categories: dict[str, Category], rules: list[Rule],
-                   tiers: tuple[str, ...]) -> list[PolicyException]:
+    def exceptions(
+        self,
+        node: Node | None,
+        categories: dict[str, Category],
+        rules: list[Rule],
+        tiers: tuple[str, ...],
+    ) -> list[PolicyException]:
         out: list[PolicyException] = []
         if node is None:
             return out
@@ -382,10 +436,13 @@ class _PolicyBuilder:
         rule_ids = {rule.id for rule in rules}
         for i, item in enumerate(node.value):
             key = f"exceptions[{i}]"
-            f = self.r.mapping(item, key, {"id", "reason"},
-                               {"users", "groups", "tiers", "categories", "rules"})
-            values = {k: self.r.strings(f.get(k), f"{key}.{k}")
-                      for k in ("users", "groups", "tiers", "categories", "rules")}
+            f = self.r.mapping(
+                item, key, {"id", "reason"}, {"users", "groups", "tiers", "categories", "rules"}
+            )
+            values = {
+                k: self.r.strings(f.get(k), f"{key}.{k}")
+                for k in ("users", "groups", "tiers", "categories", "rules")
+            }
             if not (values["users"] or values["groups"] or values["tiers"]):
                 self.r.error(item, key, "needs at least one of users, groups, tiers")
             if not (values["categories"] or values["rules"]):
@@ -393,15 +450,19 @@ class _PolicyBuilder:
             self._check_tiers(f.get("tiers"), f"{key}.tiers", values["tiers"], tiers)
             for c in values["categories"]:
                 if c not in categories:
-                    self.r.error(f.get("categories"), f"{key}.categories", f"unknown category {c!r}")
+                    self.r.error(
+                        f.get("categories"), f"{key}.categories", f"unknown category {c!r}"
+                    )
             for rid in values["rules"]:
                 if rid not in rule_ids:
                     self.r.error(f.get("rules"), f"{key}.rules", f"unknown rule {rid!r}")
-            out.append(PolicyException(
-                id=self.r.string(f.get("id"), f"{key}.id") or "",
-                reason=self.r.string(f.get("reason"), f"{key}.reason") or "",
-                **values,
-            ))
+            out.append(
+                PolicyException(
+                    id=self.r.string(f.get("id"), f"{key}.id") or "",
+                    reason=self.r.string(f.get("reason"), f"{key}.reason") or "",
+                    **values,
+                )
+            )
         return out
 
 

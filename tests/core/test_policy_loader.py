@@ -423,11 +423,6 @@ def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
     assert all(p.path == path for p in problems)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader bug: _PolicyBuilder.rules() skips checking message/action/severity "
-    "(and metadata) of a rule whose category is unknown or whose matcher is invalid",
-)
 def test_rule_fields_are_checked_even_when_category_or_matcher_is_bad(tmp_path: Path) -> None:
     text = edit(
         BASE,
@@ -448,11 +443,6 @@ def test_rule_fields_are_checked_even_when_category_or_matcher_is_bad(tmp_path: 
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader bug: two rules without an id also get a spurious "
-    "\"duplicate rule id ''\" problem at line 0",
-)
 def test_missing_ids_are_not_reported_as_duplicates(tmp_path: Path) -> None:
     text = edit(BASE, ("  - id: tool-shell\n    category", "  - category"),
                 ("  - id: note-import\n    category", "  - category"),
@@ -465,10 +455,6 @@ def test_missing_ids_are_not_reported_as_duplicates(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader bug: 'keywords' beside all/any/not is neither type-checked nor used",
-)
 def test_keywords_beside_a_combinator_are_type_checked(tmp_path: Path) -> None:
     text = edit(BASE, ("      import: notemod\n",
                        "      any:\n        - import: notemod\n      keywords: true\n"))

@@ -1,0 +1,62 @@
+"""``load_ipython_extension`` / ``unload_ipython_extension`` for the kernel guard."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from . import audit
+from .config import KernelGuard
+from .guard import Guard
+from .tamper import Installation
+
+_GUARDS: dict[int, Guard] = {}  # id(shell) -> its guard
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Guard this shell. Loading again re-checks (and repairs) an existing guard."""
+    try:
+        guard = _GUARDS.get(id(shell))
+        if guard is not None and guard.armed:
+            guard.tamper_full()
+            return
+        settings = KernelGuard(parent=shell)
+        guard = Guard(shell, settings)
+        inst = Installation(guard)
+        runtime = audit.install(guard)
+        inst.runtime = runtime
+        inst.extra_functions = [runtime.hook]
+        inst.install()
+        runtime.protected = inst.protected_ids()
+        _GUARDS[id(shell)] = guard
+        if guard.load_error:
+            mode = "every cell is blocked" if settings.fail_closed else "cells run unchecked"
+            print(
+                f"colab-guard: the policy could not be loaded ({guard.load_error}); {mode}.",
+                file=sys.stderr,
+            )
+    except Exception as err:  # never crash the kernel
+        print(f"colab-guard: could not install the kernel guard: {err!r}", file=sys.stderr)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """Refused and reported unless ``KernelGuard.allow_unload`` is set."""
+    guard = _GUARDS.get(id(shell))
+    if guard is None:
+        return
+    if not guard.settings.allow_unload:
+        guard.report_tamper("unload", "%unload_ext refused; the guard stays active")
+        print(
+            "colab-guard: the acceptable-use guard cannot be unloaded in this runtime.",
+            file=sys.stderr,
+        )
+        return
+    guard.report_tamper("unload", "%unload_ext allowed by KernelGuard.allow_unload")
+    if guard.integrity is not None:
+        guard.integrity.uninstall()
+    _GUARDS.pop(id(shell), None)
+
+
+def guard_of(shell: Any) -> Guard | None:
+    """The guard of a shell (tests, benchmarks)."""
+    return _GUARDS.get(id(shell))
