@@ -32,11 +32,17 @@ INTERNAL_RULE = "analysis.error"
 # Constructs that can hide a name from the keyword prefilter, or run text as code.
 # Every alternative starts with a literal character so the scan stays fast on big cells.
 MARKERS = re.compile(
-    r"chr\s*\(|fromhex|unhexlify|b\d\d[a-z]*decode|decodebytes|codecs|rot.?13|__import__|"
-    r"import_module|getattr\s*\(|__builtins__|__dict__|globals\s*\(|vars\s*\(|sys\.modules|"
-    r"exec(?!\w)|eval(?!\w)|compile\s*\(|system|popen|subprocess|spawn|execv|execl|"
-    r"pty(?!\w)|getoutput|run_cell|run_line_magic|alias|base64|socket|connect|"
-    r"\.write|%run|['\"]\s*\+|\+\s*['\"]|['\"]\s*\.join|\[\s*::\s*-1\s*\]"
+    # decoders and builders of hidden text
+    r"[^\w.]chr\s*\(|fromhex|unhexlify|b\d\d[a-z]*decode|decodebytes|codecs|rot.?13|"
+    r"['\"]\s*\+\s*[rbfRBF]?['\"]|['\"]\s*\.join\(\s*(?:[\[(]|map|chr)|\[\s*::\s*-1\s*\]|"
+    # name lookups that hide what is called
+    r"__import__|import_module|getattr\s*\(|__builtins__|__dict__\[|globals\s*\(|vars\s*\(|"
+    r"sys\.modules|"
+    # doors to a shell, an evaluator, a file that runs later, the network
+    r"exec(?!\w)|eval(?!\w)|\.system|system\s*\(|system_raw|import system|system as|"
+    r"popen|subprocess|spawn|execv|execl|pty\.|pty import|"
+    r"import pty|getoutput|run_cell|run_line_magic|%alias|alias_magic|base64|\.connect|"
+    r"create_connection|open_connection|\.write|write_text|%run"
 )
 # `!cmd {var}` / `%magic $var`: IPython substitutes variables into the command.
 SUBSTITUTION = re.compile(r"^[ \t]*[!%][^\n]*[{$]", re.MULTILINE)
@@ -54,7 +60,6 @@ SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re
 @dataclass
 class _Result:
     findings: list[Finding]
-    bindings: dict[str, Binding] | None = None  # None: the cell was not analysed in depth
     used_history: bool = False
 
 
@@ -169,7 +174,7 @@ class Analyzer:
                 return _Result([])
             return self._deep(source, memory, history, live)
         except Exception as exc:  # the analyzer must never take the kernel or server down
-            return _Result([self._error_finding(exc)], {})
+            return _Result([self._error_finding(exc)])
 
     @staticmethod
     def _memory_hit(source: str, memory: Memory) -> bool:
@@ -212,6 +217,7 @@ class Analyzer:
         index = CellIndex(code, tree, history)
         facts = FactSet()
         scanner = PythonScanner(facts, memory, None)
+        scanner.wants_args = self.engine.wants_args
         unparsed: list[int] = []
         done: set[int] = set()
         for snip in snippets(code, tree, self._wanted_lines(code, memory, live)):
@@ -231,13 +237,9 @@ class Analyzer:
                 continue
             scanner.history = index.lookup_before(snip.first_line)
             scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
-        self._follow_names(code, tree, line_map, facts, scanner, index, done)
+        followed = self._follow_names(code, tree, facts, scanner, index, done)
         scanner.finish()
-        memory.sink_names.update(
-            name
-            for name, (kind, value) in scanner.bindings.items()
-            if kind == "qual" and self.engine.interesting(str(value))
-        )
+        memory.sink_names.update(followed)
         findings = self._findings(facts.facts, source, code, line_map)
         if unparsed:
             findings.append(
@@ -248,26 +250,21 @@ class Analyzer:
                 )
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
-        return _Result(findings, scanner.bindings, scanner.used_history)
+        return _Result(findings, scanner.used_history)
 
     def _follow_names(
         self,
         code: str,
         tree: ast.Module,
-        line_map: list[int],
         facts: FactSet,
         scanner: PythonScanner,
         index: CellIndex,
         done: set[int],
-    ) -> None:
+    ) -> list[str]:
         """Analyse lines that use a name bound to a rule's call or a sink (`g = os.system`)."""
-        names = [
-            name
-            for name, (kind, value) in scanner.bindings.items()
-            if kind == "qual" and self.engine.interesting(str(value))
-        ]
+        names = [name for name, value in scanner.qual_bindings() if self.engine.interesting(value)]
         if not names:
-            return
+            return names
         lines = keyword_lines(code, code.lower(), [word(n) for n in names])
         for snip in snippets(code, tree, lines):
             if snip.first_line in done:
@@ -279,6 +276,7 @@ class Analyzer:
                 continue
             scanner.history = index.lookup_before(snip.first_line)
             scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
+        return names
 
     def _findings(
         self, facts: list[Fact], source: str, code: str, line_map: list[int] | None
@@ -320,7 +318,7 @@ class Analyzer:
         ]
         # Python cannot run this cell either, so nothing runs: record, do not block
         findings.append(self._incomplete(1, "log", reason))
-        return _Result(findings, {})
+        return _Result(findings)
 
     def _incomplete(self, line: int, action: str, reason: str) -> Finding:
         return Finding(

@@ -14,6 +14,24 @@ _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
 
 
+class TextIndex:
+    """The words of a lower-cased text and their 4-grams, computed once for every index."""
+
+    __slots__ = ("_grams", "tokens")
+
+    def __init__(self, lowered: str) -> None:
+        self.tokens = set(_TOKEN.findall(lowered))
+        self._grams: set[str] | None = None
+
+    @property
+    def grams(self) -> set[str]:
+        if self._grams is None:
+            self._grams = {
+                w[i : i + 4] for w in self.tokens if len(w) > 3 for i in range(len(w) - 3)
+            }
+        return self._grams
+
+
 class KeywordIndex:
     """Which of many keywords occur in a text, in time that depends on the text only.
 
@@ -24,28 +42,27 @@ class KeywordIndex:
     def __init__(self, keywords: Iterable[str]) -> None:
         self.words: dict[str, str] = {}
         self.by_gram: dict[str, list[str]] = defaultdict(list)
-        self.short: list[str] = []
+        self.short: list[str] = []  # no 4-character run: each checked with `in` (C speed)
         for keyword in sorted(set(keywords)):
             plain = bare(keyword)
             if plain != keyword:
                 self.words[plain] = keyword
                 continue
             runs = _RUN.findall(keyword)
-            if runs:
-                self.by_gram[max(runs, key=len)[:4]].append(keyword)
+            if runs:  # the end of the longest run: prefixes are shared more often than ends
+                self.by_gram[max(runs, key=len)[-4:]].append(keyword)
             else:
                 self.short.append(keyword)
 
     def __bool__(self) -> bool:
         return bool(self.words or self.by_gram or self.short)
 
-    def hits(self, lowered: str) -> set[str]:
+    def hits(self, lowered: str, text: TextIndex | None = None) -> set[str]:
+        text = text if text is not None else TextIndex(lowered)
         found = {k for k in self.short if k in lowered}
-        tokens = set(_TOKEN.findall(lowered))
-        found.update(self.words[t] for t in tokens.intersection(self.words))
+        found.update(self.words[t] for t in text.tokens.intersection(self.words))
         if self.by_gram:
-            grams = {w[i : i + 4] for w in tokens if len(w) > 3 for i in range(len(w) - 3)}
-            for gram in grams.intersection(self.by_gram):
+            for gram in text.grams.intersection(self.by_gram):
                 found.update(k for k in self.by_gram[gram] if k in lowered)
         return found
 
@@ -95,16 +112,24 @@ class Engine:
                 for leaf in _leaves(rule.match)
                 if leaf.kind != "connect"
                 for k in leaf.keywords
-                if not (leaf.kind in ("shell", "install") and bare(k) == k)
+                if not _generic(leaf.kind, k)
             }
             if requirement is None:
                 self.always_live.add(rule.id)
                 continue
             for kind, keyword in requirement:
                 if kind != "connect":  # a connect always stands on a marked line
-                    self.gate_rules[GATE_OF[kind]][keyword].append(rule.id)
+                    gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
+                    self.gate_rules[gate][keyword].append(rule.id)
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         self.always_deep = bool(self.always_live)
+
+    def wants_args(self, qualname: str) -> bool:
+        """Whether a call's arguments matter enough to resolve names for them."""
+        root = qualname.split(".")[0]
+        if qualname in self.calls or root in SINK_ROOTS or root in FETCH_ROOTS:
+            return True
+        return qualname.rsplit(".", 1)[-1] in ARG_VERBS
 
     def interesting(self, qualname: str) -> bool:
         """A name some rule calls, or a module through which code reaches a shell."""
@@ -115,12 +140,13 @@ class Engine:
     def live_rules(self, lowered: str, shell: bool) -> set[str]:
         """Rules that can still match a text; ``shell``: the text reaches a shell."""
         live = set(self.always_live)
+        text = TextIndex(lowered)
         for gate, index in self.gates.items():
             if gate == "shell" and not shell:
                 continue
             if gate == "url" and not any(m in lowered for m in URL_MARKS):
                 continue
-            for keyword in index.hits(lowered):
+            for keyword in index.hits(lowered, text):
                 live.update(self.gate_rules[gate][keyword])
         return live
 
@@ -261,6 +287,14 @@ SINK_ROOTS = frozenset(
         "getattr",
     }
 )
+# Calls whose arguments feed a sink or a fetch wherever they come from.
+ARG_VERBS = frozenset({"system", "system_raw", "getoutput", "run_line_magic", "run_cell_magic",
+                       "run_cell", "connect", "connect_ex", "create_connection",
+                       "open_connection", "urlopen", "urlretrieve", "clone_from",
+                       "download_url_to_file", "load_state_dict_from_url", "hf_hub_download",
+                       "spawn", "Popen", "check_call", "check_output"})
+FETCH_ROOTS = frozenset({"requests", "urllib", "httpx", "aiohttp", "wget", "gdown", "git",
+                         "torch", "huggingface_hub", "pycurl", "urllib3"})
 GATES = ("code", "shell", "url")
 GATE_OF = {
     "import": "code",
@@ -273,6 +307,20 @@ GATE_OF = {
 }
 URL_MARKS = ("://", "git@", "magnet:")
 Requirement = list[tuple[str, str]]  # (leaf kind, keyword): any one must be present
+
+
+# Programs too common to mark a line on their own: their leaves count where a shell is reached.
+GENERIC_PROGRAMS = frozenset({"python", "python3", "bash", "sh", "java", "node", "npm", "npx",
+                              "pip", "pip3", "curl", "wget", "git", "ssh", "docker", "sudo",
+                              "apt", "apt-get", "tar", "unzip", "chmod", "nohup", "screen"})
+
+
+def _generic(kind: str, keyword: str) -> bool:
+    """Argument fragments ("-o") and common programs: only meaningful where a shell is."""
+    if kind not in ("shell", "install"):
+        return False
+    plain = bare(keyword)
+    return plain == keyword or plain in GENERIC_PROGRAMS
 
 
 def _requirement(matcher: Matcher) -> Requirement | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -61,7 +62,12 @@ class PythonScanner(cst.CSTVisitor):
         self.history = history
         self.outer = outer  # nested code (exec'd, decoded): all facts point at the outer sink
         self.depth = depth
+        # name -> ("const", value) | ("qual", name) | ("file", path) | ("expr", (node, before)):
+        # an assignment is only folded when something looks the name up
         self.bindings: dict[str, Binding] = {}
+        self.wants_args: Callable[[str], bool] = lambda name: True
+        self.bindings_only = False  # a scope for name resolution: no facts, no sinks
+        self._local_only = False
         self.used_history = False
         self.decoded: list[tuple[str, Anchor]] = []
         self._current: Anchor | None = None
@@ -74,13 +80,53 @@ class PythonScanner(cst.CSTVisitor):
     # -- scope --------------------------------------------------------------
     def lookup(self, name: str) -> Binding | None:
         if name in self.bindings:
-            return self.bindings[name]
-        if self.history is not None:
+            return self.binding(name)
+        if self.history is not None and not self._local_only:
             found = self.history(name)
             if found is not None:
                 self.used_history = True
             return found
         return None
+
+    def binding(self, name: str) -> Binding | None:
+        """The binding of a name, folding a pending assignment now (once)."""
+        found = self.bindings.get(name)
+        if found is None or found[0] != "expr":
+            return found
+        value_node, before = found[1]
+        if before is None:
+            del self.bindings[name]  # `x = x + "a"` reads the x bound before
+        else:
+            self.bindings[name] = before
+        local_only, self._local_only = self._local_only, False
+        try:
+            result = self._evaluate(value_node)
+        finally:
+            self._local_only = local_only
+        if result is None:
+            self.bindings.pop(name, None)
+        else:
+            self.bindings[name] = result
+        return result
+
+    def _evaluate(self, value_node: cst.BaseExpression) -> Binding | None:
+        value = self.folder.fold(value_node)
+        if value is not UNKNOWN and (not isinstance(value, list | tuple) or value):
+            return ("const", value)
+        qual = self.folder.qual(value_node)
+        return ("qual", qual) if qual else None
+
+    def qual_bindings(self) -> list[tuple[str, str]]:
+        """Names bound to a qualified name (`run = os.system`, `import x as y`)."""
+        out = []
+        for name in list(self.bindings):
+            kind, value = self.bindings[name]
+            if kind == "expr" and isinstance(value[0], cst.Name | cst.Attribute | cst.Call):
+                found = self.binding(name)
+                kind, value = found if found is not None else ("", "")
+            if kind == "qual":
+                out.append((name, str(value)))
+        return out
 
     def _bind(self, target: cst.BaseExpression, value_node: cst.BaseExpression) -> None:
         if not isinstance(target, cst.Name):
@@ -89,15 +135,8 @@ class PythonScanner(cst.CSTVisitor):
         if path:
             self.bindings[target.value] = ("file", path)  # f = open("run.sh", "w")
             return
-        value = self.folder.fold(value_node)
-        if value is not UNKNOWN and (not isinstance(value, list | tuple) or value):
-            self.bindings[target.value] = ("const", value)
-            return
-        qual = self.folder.qual(value_node)
-        if qual:
-            self.bindings[target.value] = ("qual", qual)
-        else:
-            self.bindings.pop(target.value, None)
+        before = self.bindings.get(target.value)
+        self.bindings[target.value] = ("expr", (value_node, before))
 
     def anchor(self, node: cst.CSTNode, offset: int = 0) -> Anchor:
         if self.outer is not None:
@@ -217,9 +256,9 @@ class PythonScanner(cst.CSTVisitor):
         self._string_fact(node, node)
 
     def _string_fact(self, value_node: cst.BaseExpression, at: cst.CSTNode) -> None:
-        if isinstance(value_node, cst.Name | cst.Integer | cst.Float):
+        if self.bindings_only or isinstance(value_node, cst.Name | cst.Integer | cst.Float):
             return
-        value = self.folder.fold(value_node)
+        value = self._fold_local(value_node)
         text = _text(value)
         if text is None and isinstance(value, list | tuple):
             parts = [_text(v) for v in value]
@@ -229,17 +268,28 @@ class PythonScanner(cst.CSTVisitor):
 
     # -- calls -------------------------------------------------------------------
     def visit_Call(self, node: cst.Call) -> None:
+        if self.bindings_only:
+            return
         self._current = self.anchor(node)
         try:
             self._call(node)
         finally:
             self._current = None
 
+    def _fold_local(self, node: cst.BaseExpression) -> Value:
+        """Fold without looking in other statements or cells (cheap; for plain facts)."""
+        local_only, self._local_only = self._local_only, True
+        try:
+            return self.folder.fold(node)
+        finally:
+            self._local_only = local_only
+
     def _call(self, node: cst.Call) -> None:
         name = self.folder.qual(node.func)
+        fold = self.folder.fold if name and self.wants_args(name) else self._fold_local
         positional = [a.value for a in node.args if not a.keyword and not a.star]
-        args = tuple(self.folder.fold(a) for a in positional)
-        kwargs = {a.keyword.value: self.folder.fold(a.value) for a in node.args if a.keyword}
+        args = tuple(fold(a) for a in positional)
+        kwargs = {a.keyword.value: fold(a.value) for a in node.args if a.keyword}
         anchor = self.anchor(node)
         if name:
             self.facts.add(
@@ -263,7 +313,7 @@ class PythonScanner(cst.CSTVisitor):
             elif text and not isinstance(value, str):
                 self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in WRITES:
-            self._write(node, args)  # f.write(...) where f is an open file
+            self._write(node)  # f.write(...) where f is an open file
         elif name:
             self._sink(name, node, args, kwargs, anchor)
 
@@ -341,10 +391,10 @@ class PythonScanner(cst.CSTVisitor):
                 )
             )
 
-    def _write(self, node: cst.Call, args: tuple[Value, ...]) -> None:
-        content = _text(args[0]) if args else None
+    def _write(self, node: cst.Call) -> None:
+        """`f.write(text)` to a file opened for writing: remember and analyse the text."""
         func = node.func
-        if content is None or not isinstance(func, cst.Attribute):
+        if not node.args or not isinstance(func, cst.Attribute):
             return
         path: str | None = None
         if isinstance(func.value, cst.Name):
@@ -357,7 +407,8 @@ class PythonScanner(cst.CSTVisitor):
             inner = func.value
             if self.folder.qual(inner.func) in ("pathlib.Path", "Path") and inner.args:
                 path = _text(self.folder.fold(inner.args[0].value))
-        if path:
+        content = _text(self.folder.fold(node.args[0].value)) if path else None
+        if path and content is not None:
             self.memory.files[path] = self.memory.files.get(path, "") + content
             self._analyse_file(path, content, self.anchor(node))
 
@@ -479,6 +530,7 @@ class PythonScanner(cst.CSTVisitor):
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
             return
         scanner = PythonScanner(self.facts, self.memory, self.lookup, anchor, depth)
+        scanner.wants_args = self.wants_args
         scanner.visit_snippet(module)
         scanner.finish()
         if scanner.used_history:

@@ -12,7 +12,7 @@ import libcst as cst
 
 from .facts import FactSet
 from .fold import Binding, Lookup
-from .locate import innermost, snippet_for
+from .locate import innermost, line_of, line_starts, snippet_for
 from .pyscan import Memory, PythonScanner
 from .transform import transform
 
@@ -41,7 +41,7 @@ class CellIndex:
         self.outer = outer  # lookup in earlier cells
         self._lines = code.splitlines()
         self._cache: dict[tuple[str, int], Binding | None] = {}
-        self._statements: dict[int, dict[str, Binding]] = {}  # first line -> its bindings
+        self._statements: dict[int, PythonScanner | None] = {}  # first line -> its scope
         self._budget = PARSE_BUDGET
         self._index: dict[str, list[int]] | None = None
 
@@ -90,6 +90,7 @@ class CellIndex:
         """name -> lines that may bind it, from one regex pass over the cell."""
         if self._index is None:
             index: dict[str, list[int]] = {}
+            starts = line_starts(self.code)
             for m in _BIND.finditer(self.code):
                 names: list[str] = []
                 if m.group("targets"):
@@ -103,7 +104,7 @@ class CellIndex:
                     names = [t.strip() for t in m.group("loop").split(",")]
                 elif m.group("as"):
                     names = [m.group("as")]
-                line = self.code.count("\n", 0, m.start()) + 1
+                line = line_of(starts, m.start())
                 for name in names:
                     if name.isidentifier():
                         index.setdefault(name, []).append(line)
@@ -119,29 +120,30 @@ class CellIndex:
             node = innermost(tree.body, number) if tree is not None else None
             if node is None:
                 continue
-            found = self._bindings_of(node).get(name)
+            scope = self._scope_of(node)
+            found = scope.binding(name) if scope is not None else None
             if found is not None:
                 return found
         return None
 
-    def _bindings_of(self, node: ast.AST) -> dict[str, Binding]:
+    def _scope_of(self, node: ast.AST) -> PythonScanner | None:
         """What one statement binds (parsed once per cell, within the budget)."""
         snippet = snippet_for(node, self._lines)
-        cached = self._statements.get(snippet.first_line)
-        if cached is not None:
-            return cached
-        self._statements[snippet.first_line] = {}
+        if snippet.first_line in self._statements:
+            return self._statements[snippet.first_line]
+        self._statements[snippet.first_line] = None
         if self._budget <= 0 or not _WORTH.search(snippet.text):
-            return {}
+            return None
         self._budget -= 1
         try:
             module = cst.parse_module(snippet.text)
         except Exception:
-            return {}
+            return None
         scanner = PythonScanner(FactSet(), Memory(), self.lookup_before(snippet.first_line))
+        scanner.bindings_only = True
         scanner.visit_snippet(module)
-        self._statements[snippet.first_line] = scanner.bindings
-        return scanner.bindings
+        self._statements[snippet.first_line] = scanner
+        return scanner
 
 
 def is_builtin(name: str) -> bool:
