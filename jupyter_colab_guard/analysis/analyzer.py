@@ -27,6 +27,7 @@ from .shell import ShellScanner
 from .transform import transform
 
 INCOMPLETE_RULE = "analysis.incomplete"
+MAX_SNIPPETS = 2000  # statements analysed in depth per cell; past it the cell is incomplete
 INTERNAL_RULE = "analysis.error"
 
 # Constructs that can hide a name from the keyword prefilter, or run text as code.
@@ -220,7 +221,11 @@ class Analyzer:
         scanner.wants_args = self.engine.wants_args
         unparsed: list[int] = []
         done: set[int] = set()
-        for snip in snippets(code, tree, self._wanted_lines(code, memory, live)):
+        wanted = snippets(code, tree, self._wanted_lines(code, memory, live))
+        if len(wanted) > MAX_SNIPPETS:  # a flood of suspicious statements: check a bounded part
+            unparsed.append(wanted[MAX_SNIPPETS].first_line)
+            wanted = wanted[:MAX_SNIPPETS]
+        for snip in wanted:
             done.add(snip.first_line)
             try:
                 module = cst.parse_module(snip.text)
@@ -246,7 +251,7 @@ class Analyzer:
                 self._incomplete(
                     _original(line_map, unparsed[0]),
                     self.policy.on_error,
-                    "libcst could not parse a statement",
+                    "a statement could not be parsed, or the cell has too many to check",
                 )
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))

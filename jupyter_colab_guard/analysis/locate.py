@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..policy.keywords import bare
 
-_BODY_FIELDS = ("body", "orelse", "finalbody", "handlers")  # a match is kept whole
+_BODY_FIELDS = ("body", "handlers", "orelse", "finalbody")  # a match is kept whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,23 +69,32 @@ def _WORDCHAR(char: str) -> bool:
 
 
 def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
-    """The innermost statement (or handler/case) whose lines contain ``line``."""
-    nodes: list[ast.AST] = list(statements)
+    """The innermost statement (or except handler) whose lines contain ``line``.
+
+    Each level is a binary search over a body list in source order: O(depth * log n).
+    """
     found: ast.AST | None = None
-    while nodes:
-        starts = [n.lineno for n in nodes]  # type: ignore[attr-defined]
-        index = bisect.bisect_right(starts, line) - 1
-        if index < 0:
-            break
-        node = nodes[index]
-        if not node.lineno <= line <= (node.end_lineno or node.lineno):  # type: ignore[attr-defined]
+    bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
+    while bodies:
+        node = None
+        for body in bodies:
+            index = bisect.bisect_right(body, line, key=_lineno) - 1
+            if index >= 0 and body[index].lineno <= line <= _end(body[index]):  # type: ignore[attr-defined]
+                node = body[index]
+                break
+        if node is None:
             break
         found = node
-        children: list[ast.AST] = []
-        for name in _BODY_FIELDS:
-            children.extend(getattr(node, name, None) or [])
-        nodes = sorted(children, key=lambda n: n.lineno)  # type: ignore[attr-defined]
+        bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
     return found
+
+
+def _lineno(node: ast.AST) -> int:
+    return node.lineno  # type: ignore[attr-defined, no-any-return]
+
+
+def _end(node: ast.AST) -> int:
+    return node.end_lineno or node.lineno  # type: ignore[attr-defined, no-any-return]
 
 
 def _dedent(lines: list[str], indent: int) -> str:
