@@ -70,7 +70,8 @@ def string_value(literal: str) -> str | bytes:
     return ast.literal_eval(literal)
 
 
-def _text(value: Value) -> str | None:
+def as_text(value: Value) -> str | None:
+    """A folded value as text (bytes decoded), or None when it is not text."""
     if isinstance(value, str):
         return value
     if isinstance(value, bytes | bytearray):
@@ -109,7 +110,7 @@ class Folder:
         if isinstance(node, cst.Subscript) and len(node.slice) == 1:
             key = node.slice[0].slice
             if isinstance(key, cst.Index):
-                name = _text(self.fold(key.value))
+                name = as_text(self.fold(key.value))
                 base = self.qual(node.value)
                 if name is None or base is None:
                     return None
@@ -125,11 +126,11 @@ class Folder:
         """The qualified name a call's result stands for (modules, getattr, instances)."""
         func = self.qual(node.func)
         if func in ("__import__", "importlib.import_module", "importlib.__import__") and node.args:
-            module = _text(self.fold(node.args[0].value))
+            module = as_text(self.fold(node.args[0].value))
             return module if module else None
         if func == "getattr" and len(node.args) >= 2:
             base = self.qual(node.args[0].value)
-            attr = _text(self.fold(node.args[1].value))
+            attr = as_text(self.fold(node.args[1].value))
             return f"{base}.{attr}" if base and attr else None
         if func in ("globals", "vars", "locals"):
             return func
@@ -299,7 +300,7 @@ class Folder:
                 return values[0].encode(str(values[1]))
             return UNKNOWN
         if name in ("bytes.fromhex", "bytearray.fromhex", "binascii.unhexlify", "binascii.a2b_hex"):
-            text = _text(values[0]) if values else None
+            text = as_text(values[0]) if values else None
             return self._decoded(bytes.fromhex(text.replace(" ", ""))) if text else UNKNOWN
         if name in (
             "base64.b64decode",
@@ -391,7 +392,7 @@ class Folder:
         return UNKNOWN
 
     def _decoded(self, value: Value) -> Value:
-        text = _text(value)
+        text = as_text(value)
         if text:
             self.on_decoded(text)
         return value

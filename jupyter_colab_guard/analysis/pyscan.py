@@ -12,7 +12,7 @@ import libcst as cst
 
 from . import sinks
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
-from .fold import Binding, Folder, Lookup
+from .fold import Binding, Folder, Lookup, as_text
 from .shell import MAX_DEPTH, ShellScanner
 
 URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
@@ -31,17 +31,9 @@ class Memory:
     sink_names: set[str] = field(default_factory=set)  # names bound to os/subprocess/... things
 
 
-def _text(value: Value) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return None
-
-
 def _argv(value: Value) -> list[str] | None:
     if isinstance(value, list | tuple):
-        return [v if isinstance(v, str) else _text(v) or "?" for v in value]
+        return [v if isinstance(v, str) else as_text(v) or "?" for v in value]
     return None
 
 
@@ -231,15 +223,15 @@ class PythonScanner(cst.CSTVisitor):
         values = [self.folder.fold(a.value) for a in node.args]
         mode = next(
             (
-                _text(self.folder.fold(a.value))
+                as_text(self.folder.fold(a.value))
                 for a in node.args
                 if a.keyword and a.keyword.value == "mode"
             ),
             None,
         )
         if mode is None and len(values) > 1:
-            mode = _text(values[1])
-        path = _text(values[0]) if values else None
+            mode = as_text(values[1])
+        path = as_text(values[0]) if values else None
         return path if path and mode and any(c in mode for c in "wax") else None
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
@@ -259,9 +251,9 @@ class PythonScanner(cst.CSTVisitor):
         if self.bindings_only or isinstance(value_node, cst.Name | cst.Integer | cst.Float):
             return
         value = self._fold_local(value_node)
-        text = _text(value)
+        text = as_text(value)
         if text is None and isinstance(value, list | tuple):
-            parts = [_text(v) for v in value]
+            parts = [as_text(v) for v in value]
             text = " ".join(p for p in parts if p) or None
         if text:
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=self.anchor(at)))
@@ -307,7 +299,7 @@ class PythonScanner(cst.CSTVisitor):
                     Fact("import", name=args[0], evidence=f"{name}({args[0]!r})", anchor=anchor)
                 )
         for value in (*args, *kwargs.values()):
-            text = _text(value)
+            text = as_text(value)
             if text and URL_LIKE.match(text.strip()):
                 self.facts.add(Fact("url", text=text.strip(), evidence=text.strip(), anchor=anchor))
             elif text and not isinstance(value, str):
@@ -330,26 +322,26 @@ class PythonScanner(cst.CSTVisitor):
         if name in sinks.SHELL_STRING or (
             name.startswith("get_ipython.") and short in sinks.IPY_SHELL
         ):
-            text = _text(first)
+            text = as_text(first)
             if text is not None:
                 if name.startswith("get_ipython."):
                     text = self._ipython_expand(text)
                 self.shell.scan(text, anchor, self.depth)
         elif name in sinks.SUBPROCESS:
-            text = _text(first)
+            text = as_text(first)
             if text is not None:
                 self.shell.scan(text, anchor, self.depth)
             elif (argv := _argv(first)) is not None:
                 self.shell.scan_argv(argv, anchor, self.depth)
         elif name in sinks.EXEC_ARGV:
             argv = _argv(args[1]) if len(args) > 1 else None
-            path = _text(args[0]) if args else None
+            path = as_text(args[0]) if args else None
             if argv:
                 self.shell.scan_argv([path or argv[0], *argv[1:]], anchor, self.depth)
             elif path:
                 self.shell.scan_argv([path], anchor, self.depth)
         elif name in sinks.EXEC_LIST:
-            parts = [_text(a) or "?" for a in args[sinks.EXEC_LIST[name] :]]
+            parts = [as_text(a) or "?" for a in args[sinks.EXEC_LIST[name] :]]
             if parts:
                 self.shell.scan_argv(
                     [parts[0], *parts[2:]] if len(parts) > 1 else parts, anchor, self.depth
@@ -359,9 +351,9 @@ class PythonScanner(cst.CSTVisitor):
             if argv:
                 self.shell.scan_argv(argv, anchor, self.depth)
         elif name in sinks.PYTHON_EXEC or (name.startswith("get_ipython.") and short == "run_cell"):
-            text = _text(first)
+            text = as_text(first)
             if text is not None:
-                self.scan_python_text(text, anchor, self.depth + 1)
+                self.scan_pythonas_text(text, anchor, self.depth + 1)
         elif name.startswith("get_ipython.") and short in ("run_line_magic", "magic"):
             self._line_magic(args, anchor)
         elif name.startswith("get_ipython.") and short == "run_cell_magic":
@@ -406,8 +398,8 @@ class PythonScanner(cst.CSTVisitor):
         if path is None and isinstance(func.value, cst.Call):
             inner = func.value
             if self.folder.qual(inner.func) in ("pathlib.Path", "Path") and inner.args:
-                path = _text(self.folder.fold(inner.args[0].value))
-        content = _text(self.folder.fold(node.args[0].value)) if path else None
+                path = as_text(self.folder.fold(inner.args[0].value))
+        content = as_text(self.folder.fold(node.args[0].value)) if path else None
         if path and content is not None:
             self.memory.files[path] = self.memory.files.get(path, "") + content
             self._analyse_file(path, content, self.anchor(node))
@@ -415,7 +407,7 @@ class PythonScanner(cst.CSTVisitor):
     def _analyse_file(self, path: str, content: str, anchor: Anchor) -> None:
         ext = posixpath.splitext(path)[1].lower()
         if ext == ".py" or ext == ".ipy":
-            self.scan_python_text(content, anchor, self.depth + 1)
+            self.scan_pythonas_text(content, anchor, self.depth + 1)
         elif ext in ("", ".sh", ".bash", ".zsh", ".command"):
             self.shell.scan(content, anchor, self.depth + 1)
         else:
@@ -501,7 +493,7 @@ class PythonScanner(cst.CSTVisitor):
         ):
             self.shell.scan(body, body_anchor, self.depth)
         elif name in sinks.PYTHON_CELL_MAGICS or (name == "script" and "python" in line):
-            self.scan_python_text(body, body_anchor, self.depth + 1, nested_cell=True)
+            self.scan_pythonas_text(body, body_anchor, self.depth + 1, nested_cell=True)
         elif name == "writefile":
             parts = [p for p in line.split() if not p.startswith("-")]
             if parts:
@@ -515,7 +507,7 @@ class PythonScanner(cst.CSTVisitor):
             self.shell.scan(body, body_anchor, self.depth)  # unknown magic: check as shell
 
     # -- nested Python --------------------------------------------------------
-    def scan_python_text(
+    def scan_pythonas_text(
         self, text: str, anchor: Anchor, depth: int, nested_cell: bool = False
     ) -> None:
         """Analyse code that a sink runs (exec, python -c, %%capture bodies)."""
@@ -544,4 +536,4 @@ class PythonScanner(cst.CSTVisitor):
                 continue
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
             self.shell.scan(text, anchor, self.depth + 1)
-            self.scan_python_text(text, anchor, self.depth + 1)
+            self.scan_pythonas_text(text, anchor, self.depth + 1)
