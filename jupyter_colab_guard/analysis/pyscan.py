@@ -353,7 +353,7 @@ class PythonScanner(cst.CSTVisitor):
         elif name in sinks.PYTHON_EXEC or (name.startswith("get_ipython.") and short == "run_cell"):
             text = as_text(first)
             if text is not None:
-                self.scan_pythonas_text(text, anchor, self.depth + 1)
+                self.scan_python_text(text, anchor, self.depth + 1)
         elif name.startswith("get_ipython.") and short in ("run_line_magic", "magic"):
             self._line_magic(args, anchor)
         elif name.startswith("get_ipython.") and short == "run_cell_magic":
@@ -407,7 +407,7 @@ class PythonScanner(cst.CSTVisitor):
     def _analyse_file(self, path: str, content: str, anchor: Anchor) -> None:
         ext = posixpath.splitext(path)[1].lower()
         if ext == ".py" or ext == ".ipy":
-            self.scan_pythonas_text(content, anchor, self.depth + 1)
+            self.scan_python_text(content, anchor, self.depth + 1)
         elif ext in ("", ".sh", ".bash", ".zsh", ".command"):
             self.shell.scan(content, anchor, self.depth + 1)
         else:
@@ -493,7 +493,7 @@ class PythonScanner(cst.CSTVisitor):
         ):
             self.shell.scan(body, body_anchor, self.depth)
         elif name in sinks.PYTHON_CELL_MAGICS or (name == "script" and "python" in line):
-            self.scan_pythonas_text(body, body_anchor, self.depth + 1, nested_cell=True)
+            self.scan_python_text(body, body_anchor, self.depth + 1, nested_cell=True)
         elif name == "writefile":
             parts = [p for p in line.split() if not p.startswith("-")]
             if parts:
@@ -507,7 +507,7 @@ class PythonScanner(cst.CSTVisitor):
             self.shell.scan(body, body_anchor, self.depth)  # unknown magic: check as shell
 
     # -- nested Python --------------------------------------------------------
-    def scan_pythonas_text(
+    def scan_python_text(
         self, text: str, anchor: Anchor, depth: int, nested_cell: bool = False
     ) -> None:
         """Analyse code that a sink runs (exec, python -c, %%capture bodies)."""
@@ -536,4 +536,4 @@ class PythonScanner(cst.CSTVisitor):
                 continue
             self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
             self.shell.scan(text, anchor, self.depth + 1)
-            self.scan_pythonas_text(text, anchor, self.depth + 1)
+            self.scan_python_text(text, anchor, self.depth + 1)
