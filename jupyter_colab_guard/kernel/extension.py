@@ -7,6 +7,7 @@ from typing import Any
 
 from . import audit
 from .config import KernelGuard
+from .errors import ProhibitedCodeError
 from .guard import Guard
 from .tamper import Installation
 
@@ -37,6 +38,28 @@ def load_ipython_extension(shell: Any) -> None:
             )
     except Exception as err:  # never crash the kernel
         print(f"colab-guard: could not install the kernel guard: {err!r}", file=sys.stderr)
+        if _fail_closed(shell):
+            _refuse_every_cell(shell, f"the acceptable-use guard could not start ({err!r})")
+
+
+def _fail_closed(shell: Any) -> bool:
+    """KernelGuard.fail_closed from the shell's config; closed when it cannot be read."""
+    try:
+        return bool(KernelGuard(parent=shell).fail_closed)
+    except Exception:
+        return True
+
+
+def _refuse_every_cell(shell: Any, reason: str) -> None:
+    """The last resort of a guard that failed to install: no cell runs unchecked."""
+
+    def refuse(lines: list[str]) -> list[str]:
+        raise ProhibitedCodeError(f"Execution is disabled: {reason}.")
+
+    try:
+        shell.input_transformers_post.append(refuse)
+    except Exception as err:
+        print(f"colab-guard: could not block execution either: {err!r}", file=sys.stderr)
 
 
 def unload_ipython_extension(shell: Any) -> None:

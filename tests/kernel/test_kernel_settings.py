@@ -93,3 +93,13 @@ def test_allow_unload(tmp_path: Path) -> None:
         assert execute(kc, "print(len(get_ipython().input_transformers_post))").stream() == "0\n"
     details = [e["detail"] for e in audit_events(work) if e["kind"] == "tamper"]
     assert details == ["%unload_ext allowed by KernelGuard.allow_unload"]
+
+
+def test_a_guard_that_cannot_start_blocks_every_cell(tmp_path: Path) -> None:
+    """An invalid setting makes installation fail: fail closed, nothing runs unchecked."""
+    work = make_workdir(tmp_path)
+    with running_kernel(work, options=["--KernelGuard.warn_default_headless=maybe"]) as kc:
+        r = execute(kc, "open('ran.txt', 'w').write('1')")
+        assert r.status == "error" and r.reply["ename"] == "ProhibitedCodeError"
+        assert "could not start" in r.reply["evalue"]
+        assert not (work / "ran.txt").exists()
