@@ -234,6 +234,12 @@ class PythonScanner(cst.CSTVisitor):
         path = as_text(values[0]) if values else None
         return path if path and mode and any(c in mode for c in "wax") else None
 
+    def visit_Expr(self, node: cst.Expr) -> bool:
+        # a bare string statement (docstring, prose) does nothing: it is no evidence
+        return not isinstance(
+            node.value, cst.SimpleString | cst.ConcatenatedString | cst.FormattedString
+        )
+
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         self._string_fact(node, node)
 
