@@ -16,7 +16,7 @@ from . import events as E
 from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
-from .kernelmanager import guarded_kernel_class, install
+from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
 from .service import GuardService
 from .websocket import SETTINGS_KEY, guarded_connection_class
 
@@ -53,11 +53,19 @@ class ColabGuardApp(ExtensionApp):
         return default_owner()
 
     admin_users = Set(Unicode(), config=True, help="Users allowed to use the admin API.")
+    hub_admins = Bool(
+        True,
+        config=True,
+        help="Under JupyterHub: Hub admins (the Hub's user model says admin) are guard "
+        "admins too, in addition to admin_users.",
+    )
     store_url = Unicode(
         "",
         config=True,
-        help="SQLAlchemy URL of the strike store (default: a SQLite file in the server's "
-        "data dir). Use postgresql+psycopg://... for deployments with many servers.",
+        help="SQLAlchemy URL of the strike store (default: $COLAB_GUARD_STORE_URL, else a "
+        "SQLite file in the server's data dir). Use postgresql+psycopg://... for "
+        "deployments with many servers. $COLAB_GUARD_STORE_URL is removed from the "
+        "server's environment at start, so kernels and terminals do not inherit it.",
     )
     sqlite_synchronous = Enum(
         ["FULL", "NORMAL", "EXTRA"],
@@ -119,7 +127,7 @@ class ColabGuardApp(ExtensionApp):
     def initialize_settings(self) -> None:
         sa = self.serverapp
         base = sa.base_url
-        url = self.store_url or self._default_store_url()
+        url = self.store_url or os.environ.get(STORE_URL_ENV) or self._default_store_url()
         spool = os.path.join(sa.data_dir, "colab_guard", "spool.jsonl")
         guard_events = E.GuardEvents(getattr(sa, "event_logger", None))
 
@@ -128,6 +136,9 @@ class ColabGuardApp(ExtensionApp):
                 E.STORE, {"operation": op, "error": str(err)[:2000], "pending": pending}
             )
 
+        # keep the store's credentials out of every child process (kernels, terminals)
+        for name in PRIVATE_ENV:
+            os.environ.pop(name, None)
         store = StrikeStore(
             url, spool_path=spool, sqlite_synchronous=self.sqlite_synchronous, on_error=store_error
         )
@@ -145,6 +156,8 @@ class ColabGuardApp(ExtensionApp):
             user_tiers=dict(self.user_tiers),
             default_tier=self.default_tier,
             events=guard_events,
+            snapshot_dir=os.path.join(sa.runtime_dir, "colab_guard"),
+            hub_admins=self.hub_admins,
         )
         guard.service_name = self.service_name
         guard.faq_url = self.faq_url or url_path_join(base, "colab-guard/faq")
@@ -197,8 +210,6 @@ class ColabGuardApp(ExtensionApp):
             f"--KernelGuard.show_evidence={self.show_evidence}",
             f"--KernelGuard.fail_closed={self.fail_mode == 'closed'}",
         ]
-        if self.guard.policy_path:
-            args.append(f"--KernelGuard.policy_path={self.guard.policy_path}")
         if self.default_tier:
             args.append(f"--KernelGuard.tier={self.default_tier}")
         return args

@@ -123,7 +123,7 @@ class AdminHandler(GuardMixin, APIHandler):
         await super().prepare()
         if self.current_user is None:
             raise web.HTTPError(403)
-        if not self.guard.is_admin(self.guard_user):
+        if not self.guard.is_admin(self.guard_user, self.current_user):
             raise web.HTTPError(403, "colab-guard admin only")
 
     @property

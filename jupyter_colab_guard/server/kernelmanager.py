@@ -18,6 +18,9 @@ from .service import GuardService
 
 REPORT_URL_ENV = "COLAB_GUARD_REPORT_URL"
 REPORT_TOKEN_ENV = "COLAB_GUARD_REPORT_TOKEN"
+# never passed on to kernels: the store's credentials are the server's only
+STORE_URL_ENV = "COLAB_GUARD_STORE_URL"
+PRIVATE_ENV = (STORE_URL_ENV, "COLAB_GUARD_ADMIN_STORE_URL")
 
 
 def _request_user(guard: GuardService) -> str:
@@ -41,13 +44,19 @@ class GuardKernelMixin:
         kid: str = self.kernel_id  # type: ignore[attr-defined]
         info = guard.kernel(kid)
         user = info.user if info else _request_user(guard)  # a restart keeps the user
-        if guard.status(user).level == "suspended":
+        status = guard.safe_status(user)
+        if status is None and guard.fail_mode == "closed":
+            raise web.HTTPError(503, "colab-guard: the strike store is unavailable")
+        if status is not None and status.level == "suspended":
             raise web.HTTPError(403, f"colab-guard: user {user} is suspended")
         token = guard.register_kernel(kid, user)
         spec = getattr(self, "kernel_spec", None)
         if spec is not None and (spec.language or "").lower() == "python":
             cmd = [*cmd, *self.kernel_args]
-        env = dict(kw.get("env") or {})
+            if self.kernel_args and guard.kernel_policy_path:
+                # the copy of the policy in force (survives the file being deleted)
+                cmd.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
+        env = {k: v for k, v in (kw.get("env") or {}).items() if k not in PRIVATE_ENV}
         env[REPORT_URL_ENV] = self.report_url
         env[REPORT_TOKEN_ENV] = token
         kw["env"] = env
@@ -81,3 +90,22 @@ def install(mkm: Any, kernel_class: type) -> None:
         return kernel_class(*args, **kwargs)
 
     mkm.kernel_manager_factory = factory
+    _forget_refused_starts(mkm)
+
+
+def _forget_refused_starts(mkm: Any) -> None:
+    """A kernel start refused by the guard (403 suspended, 503 store down) must not stay
+    in jupyter_client's pending kernels: the server's shutdown would fail on it (404)."""
+    original = mkm.start_kernel
+
+    async def start_kernel(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await original(*args, **kwargs)
+        except Exception:
+            pending = getattr(mkm, "_pending_kernels", {})
+            for kid, task in list(pending.items()):
+                if task.done() and kid not in mkm._kernels:
+                    pending.pop(kid, None)
+            raise
+
+    mkm.start_kernel = start_kernel

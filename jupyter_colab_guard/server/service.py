@@ -20,13 +20,16 @@ from typing import Any
 
 from ..analysis import Analyzer
 from ..analysis.findings import Finding, strongest_action
-from ..policy import Identity, Policy, PolicyError, load_policy
+from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
 from ..store import StrikeEvent, StrikeStore
 from . import events as E
 from .escalation import Status, Step, evaluate
 from .identity import user_groups, user_name, uses_owner
 
 log = logging.getLogger(__name__)
+
+# where a user stands when the store cannot be read (the store is down)
+UNKNOWN = Status(level="unknown", strikes=0)
 
 KINDS = ("finding", "consent", "runtime_block", "tamper")
 MAX_REPORT_EVENTS = 100
@@ -81,6 +84,8 @@ class GuardService:
         default_tier: str | None,
         events: E.GuardEvents,
         dedupe_window: float = 300.0,
+        snapshot_dir: str | None = None,
+        hub_admins: bool = False,
     ) -> None:
         self.store = store
         self.ladder = ladder
@@ -94,6 +99,12 @@ class GuardService:
         self.default_tier = default_tier
         self.events = events
         self.dedupe_window = dedupe_window
+        # copies of the policy in force, handed to new kernels: a policy file deleted or
+        # broken at run time must not leave new kernels without the policy in force
+        self.snapshot_dir = snapshot_dir
+        self.kernel_policy_path: str | None = policy_path
+        # JupyterHub: the Hub's admin flag (hub_user["admin"]) makes a guard admin
+        self.hub_admins = hub_admins
         self.policy: Policy | None = None
         self.analyzer: Analyzer | None = None
         self._policy_sig: tuple[Any, ...] | None = None
@@ -125,7 +136,7 @@ class GuardService:
         """Load at startup. A broken policy leaves the guard without one (fail mode)."""
         self._policy_sig = self._file_sig()
         try:
-            self._set_policy(load_policy(self.policy_path))
+            self._set_policy(*self._read_policy())
             self.events.emit(E.POLICY, self._policy_event("loaded"))
         except (PolicyError, OSError) as err:
             log.error("colab-guard: policy %s refused:\n%s", self.policy_path, err)
@@ -138,7 +149,7 @@ class GuardService:
             return None
         self._policy_sig = sig
         try:
-            policy = load_policy(self.policy_path)
+            policy, text = self._read_policy()
         except (PolicyError, OSError) as err:
             log.error(
                 "colab-guard: new policy %s refused, the previous one stays in force:\n%s",
@@ -149,16 +160,47 @@ class GuardService:
             return False
         if self.policy is not None and policy.version == self.policy.version:
             return None
-        self._set_policy(policy)
+        self._set_policy(policy, text)
         log.info("colab-guard: policy %s reloaded (version %s)", self.policy_path, policy.version)
         self.events.emit(E.POLICY, self._policy_event("reloaded"))
         return True
 
-    def _set_policy(self, policy: Policy) -> None:
+    def _read_policy(self) -> tuple[Policy, str | None]:
+        """The policy and the exact text it was built from (None: shipped default)."""
+        if not self.policy_path:
+            return load_policy(None), None
+        try:
+            with open(self.policy_path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError([Problem(self.policy_path, 0, "", f"cannot read: {exc}")]) from None
+        return parse_policy(text, self.policy_path), text
+
+    def _set_policy(self, policy: Policy, text: str | None = None) -> None:
+        snapshot = self._snapshot(policy, text)
         with self._lock:
             self.policy = policy
             self.analyzer = Analyzer(policy)
             self._sessions.clear()
+            if snapshot:
+                self.kernel_policy_path = snapshot
+
+    def _snapshot(self, policy: Policy, text: str | None) -> str | None:
+        """Write the policy text in force to a private file for new kernels."""
+        if text is None or not self.snapshot_dir:
+            return None
+        try:
+            os.makedirs(self.snapshot_dir, mode=0o700, exist_ok=True)
+            path = os.path.join(self.snapshot_dir, f"policy-{policy.version}.yaml")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            return path
+        except OSError as err:  # kernels then read the operator's file directly
+            log.error("colab-guard: cannot write the policy snapshot: %s", err)
+            return None
 
     def _policy_event(self, status: str, err: Exception | None = None) -> dict[str, Any]:
         problems: list[str] = []
@@ -185,8 +227,15 @@ class GuardService:
         tier = self.user_tiers.get(user, self.default_tier)
         return Identity(user=user, groups=user_groups(user_obj), tier=tier)
 
-    def is_admin(self, user: str) -> bool:
-        return user in self.admin_users
+    def is_admin(self, user: str, user_obj: Any = None) -> bool:
+        """In ``admin_users``, or (``hub_admins``) a JupyterHub admin according to the
+        Hub's own user model of this request (never a claim of the client)."""
+        if user in self.admin_users:
+            return True
+        if self.hub_admins and not self.owner_mode:
+            hub_user = getattr(user_obj, "hub_user", None)
+            return isinstance(hub_user, dict) and hub_user.get("admin") is True
+        return False
 
     # -- kernels -------------------------------------------------------------------
 
@@ -229,6 +278,14 @@ class GuardService:
     def status(self, user: str, now: float | None = None) -> Status:
         now = time.time() if now is None else now
         return evaluate(self.ladder, self.store.strike_times(user), now)
+
+    def safe_status(self, user: str) -> Status | None:
+        """The user's status, or None when the store cannot be read."""
+        try:
+            return self.status(user)
+        except Exception as err:
+            log.error("colab-guard: cannot read the status of %s: %s", user, err)
+            return None
 
     def _admin_exceptions(self, user: str) -> list[dict[str, Any]]:
         hit = self._exc_cache.get(user)
@@ -290,7 +347,7 @@ class GuardService:
         expressions = expressions or []
         findings = self.analyse(user, user_obj, kernel_id, code, expressions)
         if findings is None:  # no usable policy
-            status = self.status(user)
+            status = self.safe_status(user) or UNKNOWN
             refuse = self.fail_mode == "closed"
             return Decision(refuse, "unavailable" if refuse else "", user, [], status)
         action = strongest_action(findings)
@@ -310,9 +367,13 @@ class GuardService:
                 cell_text=full,
                 strike=action in ("block", "warn"),
             )
-        status = self.status(user)
+        known = self.safe_status(user)
+        status = known or UNKNOWN
         if action == "block":
             return Decision(True, "block", user, findings, status, stored)
+        if known is None and self.fail_mode == "closed":
+            # the store is down: where the user stands is unknown (strikes are spooled)
+            return Decision(True, "unavailable", user, findings, status, stored)
         if status.refuses:
             self.record(
                 user=user,
@@ -407,6 +468,13 @@ class GuardService:
 
     # -- kernel reports --------------------------------------------------------------
 
+    def _seen(self, kernel_id: str, chash: str, rule: str | None, since: float) -> bool:
+        try:
+            return self.store.seen_recently(kernel_id, chash, rule, since)
+        except Exception as err:  # store down: record it (spooled) rather than lose it
+            log.error("colab-guard: dedupe lookup failed: %s", err)
+            return False
+
     def kernel_report(self, info: KernelInfo, body: Any) -> dict[str, int]:
         """Record the events of a kernel report for the kernel's user. Body claims of a
         user or kernel are ignored; only the fields listed in the protocol are read."""
@@ -423,11 +491,7 @@ class GuardService:
             action = raw.get("action") if raw.get("action") in ("log", "warn", "block") else None
             chash = _clip(raw.get("cell_hash"), 64)
             rule = _clip(raw.get("rule"), 128)
-            if (
-                kind == "finding"
-                and chash
-                and self.store.seen_recently(info.kernel_id, chash, rule, since)
-            ):
+            if kind == "finding" and chash and self._seen(info.kernel_id, chash, rule, since):
                 counts["duplicate"] += 1
                 continue
             strike = kind == "runtime_block" or (kind == "finding" and action in ("warn", "block"))

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
     from jupyter_client.jsonutil import date_default as json_default
 
 from . import render
-from .service import Decision, GuardService
+from .service import UNKNOWN, Decision, GuardService
 
 V1 = "v1.kernel.websocket.jupyter.org"
 SETTINGS_KEY = "colab_guard"
@@ -86,7 +86,8 @@ class GuardConnectionMixin:
             except Exception:
                 self.log.exception("colab-guard: check failed")  # type: ignore[attr-defined]
                 if guard.fail_mode == "closed":
-                    status = guard.status(guard.resolve_user(self.websocket_handler.current_user))  # type: ignore[attr-defined]
+                    user = guard.resolve_user(self.websocket_handler.current_user)  # type: ignore[attr-defined]
+                    status = guard.safe_status(user) or UNKNOWN
                     decision = Decision(True, "unavailable", "", [], status)
                 else:
                     return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]

@@ -68,6 +68,17 @@ def _row(r: Any) -> dict[str, Any]:
     return dict(r._mapping)
 
 
+def _insert_ignore(backend: str) -> Any:
+    """``INSERT ... ON CONFLICT (uid) DO NOTHING`` for the dialects that have it."""
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(S.events).on_conflict_do_nothing(index_elements=["uid"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(S.events).on_conflict_do_nothing(index_elements=["uid"])
+
+
 def _sqlite_pragmas(synchronous: str) -> Callable[..., None]:
     def on_connect(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
@@ -113,6 +124,9 @@ class StrikeStore:
             kwargs["connect_args"] = {"check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
+            if url.get_backend_name() == "postgresql":
+                # an unreachable server must not hold up the server's event loop for long
+                kwargs["connect_args"] = {"connect_timeout": 5}
         engine = create_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas(self.sqlite_synchronous))
@@ -169,8 +183,14 @@ class StrikeStore:
                 return False
 
     def _insert(self, evs: Iterable[StrikeEvent]) -> None:
+        """Insert events, skipping uids already stored. Idempotent even when several
+        processes replay the same events at once (``ON CONFLICT DO NOTHING``)."""
+        backend = self.engine.dialect.name
         with self.engine.begin() as conn:
             for ev in evs:
+                if backend in ("postgresql", "sqlite"):
+                    conn.execute(_insert_ignore(backend).values(**ev.to_row()))
+                    continue
                 exists = conn.execute(select(S.events.c.id).where(S.events.c.uid == ev.uid)).first()
                 if not exists:
                     conn.execute(insert(S.events).values(**ev.to_row()))
@@ -259,7 +279,17 @@ class StrikeStore:
             return _row(r) if r else None
 
     def seen_recently(self, kernel_id: str, cell_hash: str, rule: str | None, since: float) -> bool:
-        """Whether the server already recorded this finding (dedupe of kernel reports)."""
+        """Whether the server already recorded this finding (dedupe of kernel reports).
+        Spooled events count too (the database may be down)."""
+        for e in list(self._pending):
+            if (
+                e.kernel_id == kernel_id
+                and e.cell_hash == cell_hash
+                and e.source == "server"
+                and e.ts >= since
+                and (not rule or e.rule == rule)
+            ):
+                return True
         with self.engine.connect() as conn:
             q = select(S.events.c.id).where(
                 S.events.c.kernel_id == kernel_id,
