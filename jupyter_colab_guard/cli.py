@@ -335,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) in the policy", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `colab-guard policy explain | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
