@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, lab
 from .analysis import Analyzer, Finding
 from .analysis.findings import action_rank
 from .analysis.pyscan import Memory
@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = psub.add_parser(name, help=text)
         p.add_argument("file", nargs="?", help="policy YAML (default: the shipped policy)")
         p.set_defaults(func=func)
+    lab.add_parser(sub)
     return parser
 
 

@@ -157,7 +157,7 @@ def test_user_expressions_are_checked(
         "",
         user_expressions={
             "fine": "6 * 7",
-            "marker": "'BLOCK-ME'",
+            "marker": "str('BLOCK-ME')",
             "shell": "__import__('os').system('./forbidden-tool expr')",
         },
     )

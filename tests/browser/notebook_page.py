@@ -1,0 +1,100 @@
+"""A notebook open in JupyterLab 4 / Notebook 7, driven through Playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+CELL = ".jp-Notebook .jp-Cell"
+OUTPUT = ".jp-OutputArea-output"
+STDIN = "input.jp-Stdin-input"
+# a session whose kernel has a websocket connection (this page's) and is idle
+KERNEL_CONNECTED = """async () => {
+  const r = await fetch(location.origin + '/api/sessions', {credentials: 'same-origin'});
+  if (!r.ok) return false;
+  const sessions = await r.json();
+  return sessions.some(s => s.kernel && s.kernel.connections > 0
+                            && s.kernel.execution_state === 'idle');
+}"""
+RUN_BUTTON = ".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']"
+# the cell was sent: a prompt other than "[ ]:" (queued "[*]:" or a count), or outputs
+STARTED = """el => {
+  const prompt = el.querySelector('.jp-InputPrompt');
+  return (prompt && prompt.textContent.trim() !== '[ ]:')
+    || el.querySelectorAll('.jp-OutputArea-output').length > 0;
+}"""
+
+
+class NotebookPage:
+    def __init__(self, page: Any, artifacts: Path, prefix: str) -> None:
+        self.page = page
+        self.artifacts = artifacts
+        self.prefix = prefix
+
+    def shot(self, name: str) -> None:
+        self.page.screenshot(path=self.artifacts / f"{self.prefix}-{name}.png")
+
+    def open(self, url: str) -> None:
+        """Open the notebook and wait until its kernel is connected and idle. (The
+        toolbar says "idle" before the kernel even starts, so ask the server too.)"""
+        self.page.goto(url)
+        self.page.locator(CELL).first.wait_for()
+        self.page.wait_for_function(KERNEL_CONNECTED, polling=250)
+        self.wait_idle()
+
+    def wait_idle(self) -> None:
+        """The kernel is connected and idle (the toolbar's kernel status)."""
+        self.page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
+
+    def cell(self, index: int) -> Any:
+        return self.page.locator(CELL).nth(index)
+
+    def cell_with_text(self, text: str) -> int:
+        """Index of the first cell whose input contains ``text`` (JupyterLab renders the
+        cells of a long notebook progressively: wait for it)."""
+        cell = self.page.locator(CELL).filter(has=self.page.locator(".jp-InputArea", has_text=text))
+        cell.first.wait_for()
+        index = cell.first.evaluate(
+            "(el, sel) => Array.from(document.querySelectorAll(sel)).indexOf(el)", CELL
+        )
+        return int(index)
+
+    def run_cell(self, index: int) -> None:
+        """Select the cell, then the toolbar's Run button (no keyboard focus involved).
+
+        Retried once when nothing started: a click during JupyterLab's start-up can be
+        lost, and a lost click ran nothing, so the retry never runs a cell twice."""
+        cell = self.cell(index)
+        for attempt in range(2):
+            cell.locator(".jp-InputPrompt").click()
+            self.page.wait_for_function(
+                "el => el.classList.contains('jp-mod-active')", arg=cell.element_handle()
+            )
+            self.page.locator(RUN_BUTTON).first.click()
+            try:
+                self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=8_000)
+                return
+            except Exception:
+                print(f"run_cell({index}): nothing started, retrying")
+                self.shot(f"retry-{index}")
+                if attempt:
+                    raise
+
+    def output_locator(self, index: int) -> Any:
+        return self.cell(index).locator(".jp-OutputArea")
+
+    def output_text(self, index: int) -> str:
+        return str(self.output_locator(index).inner_text())
+
+    def wait_output(self, index: int, text: str) -> str:
+        """Wait until the cell's output contains ``text``; return the output's text."""
+        self.output_locator(index).locator(OUTPUT, has_text=text).first.wait_for()
+        return self.output_text(index)
+
+    def answer_stdin(self, index: int, answer: str, shot: str | None = None) -> None:
+        box = self.cell(index).locator(STDIN)
+        box.wait_for()
+        if shot:
+            self.shot(shot)
+        box.fill(answer)
+        box.press("Enter")
