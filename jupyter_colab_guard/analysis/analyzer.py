@@ -16,11 +16,12 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..policy.keywords import word
 from ..policy.model import Identity, Policy, Rule
-from .engine import Engine
+from .engine import Engine, TextIndex
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
-from .locate import keyword_lines, line_of, line_starts, snippets
+from .locate import keyword_lines, line_starts, snippets
+from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
 from .shell import ShellScanner
@@ -30,30 +31,7 @@ INCOMPLETE_RULE = "analysis.incomplete"
 MAX_SNIPPETS = 2000  # statements analysed in depth per cell; past it the cell is incomplete
 INTERNAL_RULE = "analysis.error"
 
-# Constructs that can hide a name from the keyword prefilter, or run text as code.
-# Every alternative starts with a literal character so the scan stays fast on big cells.
-MARKERS = re.compile(
-    # decoders and builders of hidden text
-    r"[^\w.]chr\s*\(|fromhex|unhexlify|b\d\d[a-z]*decode|decodebytes|codecs|rot.?13|"
-    r"['\"]\s*\+\s*[rbfRBF]?['\"]|['\"]\s*\.join\(\s*(?:[\[(]|map|chr)|\[\s*::\s*-1\s*\]|"
-    # name lookups that hide what is called
-    r"__import__|import_module|getattr\s*\(|__builtins__|__dict__\[|globals\s*\(|vars\s*\(|"
-    r"sys\.modules|"
-    # doors to a shell, an evaluator, a file that runs later, the network
-    r"exec(?!\w)|eval(?!\w)|\.system|system\s*\(|system_raw|import system|system as|"
-    r"popen|subprocess|spawn|execv|execl|pty\.|pty import|"
-    r"import pty|getoutput|run_cell|run_line_magic|%alias|alias_magic|base64|\.connect|"
-    r"create_connection|open_connection|\.write|write_text|%run"
-)
-# `!cmd {var}` / `%magic $var`: IPython substitutes variables into the command.
-SUBSTITUTION = re.compile(r"^[ \t]*[!%][^\n]*[{$]", re.MULTILINE)
 
-
-def _marked(text: str) -> bool:
-    return MARKERS.search(text) is not None or SUBSTITUTION.search(text) is not None
-
-
-_IDENT = re.compile(r"[A-Za-z_]\w*")
 # Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
 SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re.MULTILINE)
 
@@ -146,56 +124,37 @@ class Analyzer:
         return self.policy.filter(found, identity)
 
     # -- analysis ------------------------------------------------------------------
-    def live_rules(self, source: str, memory: Memory) -> set[str] | None:
-        """The cheap prefilter: rules that can still match this cell (None: all of them)."""
-        marked = _marked(source)
-        if self.exhaustive or (marked and self.engine.always_deep):
-            return None
+    def gate(self, source: str, memory: Memory) -> tuple[bool, set[str] | None]:
+        """The cheap prefilter: (analyse in depth?, rules that can still match or None: all)."""
         lowered = source.lower()
+        tokens = TextIndex(lowered)
+        marked = is_marked(source, tokens.tokens)
+        if self.exhaustive or (marked and self.engine.always_deep):
+            return True, None
         shell = marked or SHELL_ENTRY.search(source) is not None
-        live = self.engine.live_rules(lowered, shell)
-        if live or marked:
-            return live
-        if any(name.lower() in lowered for name in _memory_names(memory)):
-            return live
-        if memory.sink_names and memory.sink_names.intersection(_IDENT.findall(source)):
-            return live
-        return set()
+        live = self.engine.live_rules(lowered, shell, tokens)
+        deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
+        return deep, live
 
     def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
         try:
-            live = self.live_rules(source, memory)
-            if (
-                not self.exhaustive
-                and live is not None
-                and not live
-                and not _marked(source)
-                and not self._memory_hit(source, memory)
-            ):
-                return _Result([])
-            return self._deep(source, memory, history, live)
+            deep, live = self.gate(source, memory)
+            return self._deep(source, memory, history, live) if deep else _Result([])
         except Exception as exc:  # the analyzer must never take the kernel or server down
             return _Result([self._error_finding(exc)])
-
-    @staticmethod
-    def _memory_hit(source: str, memory: Memory) -> bool:
-        lowered = source.lower()
-        if any(name.lower() in lowered for name in _memory_names(memory)):
-            return True
-        return bool(memory.sink_names and memory.sink_names.intersection(_IDENT.findall(source)))
 
     def _wanted_lines(self, code: str, memory: Memory, live: set[str] | None) -> set[int]:
         if self.exhaustive:
             return set(range(1, code.count("\n") + 2))
         lowered = code.lower()
         starts = line_starts(code)
-        wanted = {line_of(starts, m.start()) for m in MARKERS.finditer(code)}
+        wanted = marker_lines(code, lowered, TextIndex(lowered).tokens, starts)
         rules = self.engine.rule_line_keywords
         keywords: set[str] = set()
         for rule_id in live if live is not None else rules:
             keywords |= rules.get(rule_id, set())
         keywords |= {name.lower() for name in _memory_names(memory)}
-        keywords |= {word(name) for name in memory.sink_names}
+        keywords |= {word(name.lower()) for name in memory.sink_names}
         wanted |= keyword_lines(code, lowered, keywords, starts)
         return wanted
 
@@ -398,6 +357,13 @@ class Analyzer:
             evidence="",
             title="Analysis incomplete",
         )
+
+
+def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:
+    """The cell names a file, alias or sink name an earlier cell left behind."""
+    if any(name.lower() in lowered for name in _memory_names(memory)):
+        return True
+    return any(name.lower() in tokens for name in memory.sink_names)
 
 
 def _user_alias(source: str, memory: Memory) -> str:

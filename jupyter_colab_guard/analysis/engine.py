@@ -137,10 +137,10 @@ class Engine:
             return True
         return qualname in self.calls or qualname in self.call_prefixes
 
-    def live_rules(self, lowered: str, shell: bool) -> set[str]:
+    def live_rules(self, lowered: str, shell: bool, text: TextIndex | None = None) -> set[str]:
         """Rules that can still match a text; ``shell``: the text reaches a shell."""
         live = set(self.always_live)
-        text = TextIndex(lowered)
+        text = text if text is not None else TextIndex(lowered)
         for gate, index in self.gates.items():
             if gate == "shell" and not shell:
                 continue
@@ -288,13 +288,45 @@ SINK_ROOTS = frozenset(
     }
 )
 # Calls whose arguments feed a sink or a fetch wherever they come from.
-ARG_VERBS = frozenset({"system", "system_raw", "getoutput", "run_line_magic", "run_cell_magic",
-                       "run_cell", "connect", "connect_ex", "create_connection",
-                       "open_connection", "urlopen", "urlretrieve", "clone_from",
-                       "download_url_to_file", "load_state_dict_from_url", "hf_hub_download",
-                       "spawn", "Popen", "check_call", "check_output"})
-FETCH_ROOTS = frozenset({"requests", "urllib", "httpx", "aiohttp", "wget", "gdown", "git",
-                         "torch", "huggingface_hub", "pycurl", "urllib3"})
+ARG_VERBS = frozenset(
+    {
+        "system",
+        "system_raw",
+        "getoutput",
+        "run_line_magic",
+        "run_cell_magic",
+        "run_cell",
+        "connect",
+        "connect_ex",
+        "create_connection",
+        "open_connection",
+        "urlopen",
+        "urlretrieve",
+        "clone_from",
+        "download_url_to_file",
+        "load_state_dict_from_url",
+        "hf_hub_download",
+        "spawn",
+        "Popen",
+        "check_call",
+        "check_output",
+    }
+)
+FETCH_ROOTS = frozenset(
+    {
+        "requests",
+        "urllib",
+        "httpx",
+        "aiohttp",
+        "wget",
+        "gdown",
+        "git",
+        "torch",
+        "huggingface_hub",
+        "pycurl",
+        "urllib3",
+    }
+)
 GATES = ("code", "shell", "url")
 GATE_OF = {
     "import": "code",
@@ -310,9 +342,33 @@ Requirement = list[tuple[str, str]]  # (leaf kind, keyword): any one must be pre
 
 
 # Programs too common to mark a line on their own: their leaves count where a shell is reached.
-GENERIC_PROGRAMS = frozenset({"python", "python3", "bash", "sh", "java", "node", "npm", "npx",
-                              "pip", "pip3", "curl", "wget", "git", "ssh", "docker", "sudo",
-                              "apt", "apt-get", "tar", "unzip", "chmod", "nohup", "screen"})
+GENERIC_PROGRAMS = frozenset(
+    {
+        "python",
+        "python3",
+        "bash",
+        "sh",
+        "java",
+        "node",
+        "npm",
+        "npx",
+        "pip",
+        "pip3",
+        "curl",
+        "wget",
+        "git",
+        "ssh",
+        "docker",
+        "sudo",
+        "apt",
+        "apt-get",
+        "tar",
+        "unzip",
+        "chmod",
+        "nohup",
+        "screen",
+    }
+)
 
 
 def _generic(kind: str, keyword: str) -> bool:

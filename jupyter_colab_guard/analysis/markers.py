@@ -1,0 +1,99 @@
+"""Markers: constructs that can hide a name from the keyword prefilter, or run text as code.
+
+A cell with a marker gets deep analysis even when no rule keyword shows, and so do the
+lines that hold one. Most markers are words (set lookups in the cell's words); the few
+that are syntax are one short regex.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..policy.keywords import word
+from .locate import keyword_lines, line_of
+
+MARKER_WORDS = frozenset(
+    {
+        # decoders and builders of hidden text
+        "chr",
+        "fromhex",
+        "unhexlify",
+        "a2b_hex",
+        "b64decode",
+        "b32decode",
+        "b16decode",
+        "b85decode",
+        "a85decode",
+        "urlsafe_b64decode",
+        "standard_b64decode",
+        "decodebytes",
+        "codecs",
+        "rot13",
+        "rot_13",
+        "base64",
+        # name lookups that hide what is called
+        "__import__",
+        "import_module",
+        "getattr",
+        "__builtins__",
+        "globals",
+        "vars",
+        # doors to a shell or an evaluator
+        "exec",
+        "eval",
+        "system",
+        "system_raw",
+        "system_piped",
+        "popen",
+        "subprocess",
+        "pexpect",
+        "pty",
+        "getoutput",
+        "getstatusoutput",
+        "run_cell",
+        "run_cell_magic",
+        "run_line_magic",
+        "alias_magic",
+        "spawn",
+        "spawnl",
+        "spawnle",
+        "spawnlp",
+        "spawnlpe",
+        "spawnv",
+        "spawnve",
+        "spawnvp",
+        "spawnvpe",
+        "posix_spawn",
+        "posix_spawnp",
+        "execl",
+        "execle",
+        "execlp",
+        "execlpe",
+        "execv",
+        "execve",
+        "execvp",
+        "execvpe",
+        # the network
+        "create_connection",
+        "open_connection",
+    }
+)
+SYNTAX = re.compile(
+    r"['\"]\s*\+\s*[rbfRBF]?['\"]|['\"]\s*\.join\(\s*(?:[\[(]|map|chr)|\[\s*::\s*-1\s*\]|"
+    r"sys\.modules|__dict__\[|%run|%alias|"
+    r"\.write(?:_text|_bytes|lines)?\(|\.connect(?:_ex)?\(|"  # files run later; sockets
+    r"^[ \t]*[!%][^\n]*[{$]",  # `!cmd {var}` / `%magic $var`: IPython substitutes variables
+    re.MULTILINE,
+)
+
+
+def is_marked(source: str, tokens: set[str]) -> bool:
+    return not tokens.isdisjoint(MARKER_WORDS) or SYNTAX.search(source) is not None
+
+
+def marker_lines(code: str, lowered: str, tokens: set[str], starts: list[int]) -> set[int]:
+    """1-based lines of ``code`` that hold a marker."""
+    found = tokens & MARKER_WORDS
+    lines = keyword_lines(code, lowered, [word(w) for w in found], starts) if found else set()
+    lines.update(line_of(starts, m.start()) for m in SYNTAX.finditer(code))
+    return lines
