@@ -213,7 +213,7 @@ async def simulate(server: Server, user: str, cells: int, every: int, res: RunRe
             reply = await client.execute(code)
             dt = time.perf_counter() - t0
             (res.prohibited if prohibited else res.benign).append(dt)
-            if reply.get("ename") == "PolicyViolation":
+            if reply.get("ename") == "ProhibitedCodeError":  # server or kernel refusal
                 res.refused += 1
                 if not prohibited:
                     res.errors.append(f"{user}: benign cell {i} refused")

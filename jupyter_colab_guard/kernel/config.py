@@ -19,6 +19,12 @@ DEFAULT_MESSAGE = (
 DEFAULT_FAQ_URL = "https://research.google.com/colaboratory/faq.html#disallowed-activities"
 
 
+def render_message(message: str, service: str) -> str:
+    """The message with '{service}' replaced (str.replace: operator text may contain
+    other braces). Shared by the kernel guard and the server's refusal."""
+    return message.replace("{service}", service)
+
+
 def default_audit_log() -> str:
     """``$JUPYTER_DATA_DIR/colab_guard/audit.jsonl`` (see ``jupyter --data-dir``)."""
     from jupyter_core.paths import jupyter_data_dir
@@ -56,6 +62,11 @@ class KernelGuard(Configurable):
     tier = Unicode("", help="Tier of the kernel's user (e.g. free, paid); empty = first tier.").tag(
         config=True
     )
+    identity_file = Unicode(
+        "",
+        help="JSON file with the kernel user's tier, groups and admin-granted exceptions "
+        "(written by the server extension, re-read when it changes).",
+    ).tag(config=True)
     allow_unload = Bool(
         False, help="Let %unload_ext remove the guard (otherwise it is refused and reported)."
     ).tag(config=True)
@@ -64,5 +75,4 @@ class KernelGuard(Configurable):
         return self.audit_log or default_audit_log()
 
     def rendered_message(self) -> str:
-        # str.replace, not format: operator text may contain other braces
-        return self.message.replace("{service}", self.service_name)
+        return render_message(self.message, self.service_name)

@@ -30,6 +30,8 @@ def load_ipython_extension(shell: Any) -> None:
         inst.install()
         runtime.protected = inst.protected_ids()
         _GUARDS[id(shell)] = guard
+        if not guard.load_error:
+            guard.report_armed()
         if guard.load_error:
             mode = "every cell is blocked" if settings.fail_closed else "cells run unchecked"
             print(

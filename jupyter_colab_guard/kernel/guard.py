@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import threading
@@ -105,6 +106,11 @@ class Guard:
         self._lock = threading.RLock()
         self._exec = ExecState("")
         self._cmd_cache: dict[Any, list[Any]] = {}
+        # from KernelGuard.identity_file: who the server says the user is
+        self.ident: dict[str, Any] = {}
+        self.exceptions: list[dict[str, Any]] = []
+        self._ident_sig: tuple[Any, ...] | None = None
+        self.refresh_identity()
         self._load()
 
     # -- setup ----------------------------------------------------------------
@@ -122,16 +128,53 @@ class Guard:
             self.load_error = f"{type(err).__name__}: {err}"
 
     def _identity(self) -> Any:
-        user = os.environ.get("JUPYTERHUB_USER", "")
-        tier = self.settings.tier or None
-        if not user and not tier:
+        user = str(self.ident.get("user") or os.environ.get("JUPYTERHUB_USER", ""))
+        tier = self.ident.get("tier") or self.settings.tier or None
+        groups = tuple(str(g) for g in self.ident.get("groups") or () if isinstance(g, str))
+        if not user and not tier and not groups:
             return None
         try:
             from jupyter_colab_guard.policy import Identity
 
-            return Identity(user=user, groups=(), tier=tier)
+            return Identity(user=user, groups=groups, tier=tier)
         except Exception:
             return None
+
+    def refresh_identity(self) -> None:
+        """(Re-)read ``identity_file`` when it changed (one stat per cell): the server
+        rewrites it when an admin grants or revokes an exception. Tier and groups are
+        read at start; exceptions whenever the file changes."""
+        path = self.settings.identity_file
+        if not path:
+            return
+        try:
+            st = os.stat(path)
+            sig: tuple[Any, ...] = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            sig = ("missing",)
+        if sig == self._ident_sig:
+            return
+        self._ident_sig = sig
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return  # keep what was known (none at start: nothing is excepted)
+        if not isinstance(data, dict):
+            return
+        if not self.ident:
+            self.ident = data
+        excs = data.get("exceptions")
+        self.exceptions = [x for x in excs if isinstance(x, dict)] if isinstance(excs, list) else []
+
+    def excepted(self, finding: Any) -> bool:
+        """Whether an admin-granted exception of this kernel's user covers a finding."""
+        for x in self.exceptions:
+            if (x.get("category") and x["category"] == finding.category) or (
+                x.get("rule") and x["rule"] == finding.rule
+            ):
+                return True
+        return False
 
     # -- execution memory -----------------------------------------------------
     def exec_key(self) -> str:
@@ -193,10 +236,17 @@ class Guard:
 
     def check_command(self, argv: Any) -> list[Any]:
         key = ("cmd", argv if isinstance(argv, str) else tuple(argv))
-        return self._cached(key, lambda: self.analyzer.check_command(argv))
+        return self.not_excepted(self._cached(key, lambda: self.analyzer.check_command(argv)))
 
     def check_connect(self, host: str, port: int | None) -> list[Any]:
-        return self._cached(("net", host, port), lambda: self.analyzer.check_connect(host, port))
+        return self.not_excepted(
+            self._cached(("net", host, port), lambda: self.analyzer.check_connect(host, port))
+        )
+
+    def not_excepted(self, findings: list[Any]) -> list[Any]:
+        if not self.exceptions:
+            return findings
+        return [f for f in findings if not self.excepted(f)]
 
     def _cached(self, key: Any, fn: Callable[[], Any]) -> list[Any]:
         if self.analyzer is None:
@@ -294,6 +344,7 @@ class Guard:
         detail: str,
         kind: str,
     ) -> Decision:
+        findings = self.not_excepted(findings)
         action = strongest(findings)
         if action is None:
             return Decision("run")
@@ -356,6 +407,10 @@ class Guard:
             st.approved |= warn_rules
             return Decision("run")
         return Decision("cancel", f"Cancelled: {titles} (acceptable-use policy)", notice)
+
+    def report_armed(self) -> None:
+        """Tell the server the kernel-side guard is in place (and which policy)."""
+        self.report("armed", detail="kernel guard installed")
 
     # -- tamper ---------------------------------------------------------------
     def tamper_quick(self) -> None:

@@ -149,6 +149,10 @@ def wrap_do_execute(guard: Guard, orig: Callable[..., Any]) -> Any:
         guard.local.raw = None
         guard.tamper_full()
         try:
+            guard.refresh_identity()
+        except Exception:
+            pass
+        try:
             return await orig(*args, **kwargs)
         finally:
             guard.local.code = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import urllib.error
@@ -19,7 +20,7 @@ from typing import Any
 # fields of one event in the kernel -> server protocol (docs/kernel-server-protocol.md)
 PROTOCOL_FIELDS = (
     "kind", "category", "rule", "action", "severity", "message",
-    "cell_hash", "execution_count", "timestamp", "choice", "detail",
+    "cell_hash", "execution_count", "timestamp", "choice", "detail", "policy_version",
 )  # fmt: skip
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 POST_TIMEOUT = 5.0
@@ -99,6 +100,7 @@ class Reporter:
 
     def _post(self, events: list[dict[str, Any]]) -> None:
         data = json.dumps({"events": events}, default=str).encode()
+        problem = ""
         for delay in (0.0, *RETRY_DELAYS):
             if delay:
                 time.sleep(delay)
@@ -115,12 +117,23 @@ class Reporter:
                 with urllib.request.urlopen(req, timeout=POST_TIMEOUT) as resp:
                     if 200 <= resp.status < 300:
                         return
+                    problem = f"HTTP {resp.status}"
             except urllib.error.HTTPError as err:
-                if err.code in (400, 401, 403, 404):
+                problem = f"HTTP {err.code} {err.reason}"
+                if err.code in (400, 401, 403, 404, 413):
                     break  # not worth retrying
-            except Exception:
-                pass
+            except Exception as err:
+                problem = repr(err)
         self.failures += 1
+        # loudly: the kernel's stderr ends up in the server's log
+        kinds = ", ".join(sorted({str(e.get("kind")) for e in events}))
+        if sys.__stderr__ is None:
+            return
+        print(
+            f"colab-guard: could not report {len(events)} event(s) ({kinds}) to the server: "
+            f"{problem}; they are in the local audit log {self.log_path}",
+            file=sys.__stderr__,
+        )
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until queued POSTs are done (tests, shutdown). True when drained."""

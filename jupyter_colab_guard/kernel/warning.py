@@ -34,27 +34,52 @@ class Notice:
         display({"text/html": self.html, "text/plain": self.text}, raw=True)
 
 
-def _groups(findings: list[Any]) -> list[tuple[str, list[int], list[str]]]:
-    """(title, line numbers, evidence) per category, in order of first appearance."""
-    out: dict[str, tuple[list[int], list[str]]] = {}
+def _field(f: Any, name: str) -> Any:
+    return f.get(name) if isinstance(f, dict) else getattr(f, name, None)
+
+
+def _groups(findings: list[Any]) -> list[tuple[str, str, list[int], list[str]]]:
+    """(title, category, line numbers, evidence) per category, in order of appearance."""
+    out: dict[str, tuple[str, list[int], list[str]]] = {}
     for f in findings:
-        title = f.title or f.category
-        lines, evidence = out.setdefault(title, ([], []))
-        if f.line and f.line not in lines:
-            lines.append(f.line)
-        if f.evidence and f.evidence not in evidence:
-            evidence.append(f.evidence)
-    return [(t, sorted(ls), ev) for t, (ls, ev) in out.items()]
+        category = str(_field(f, "category") or "")
+        title = str(_field(f, "title") or category)
+        _, lines, evidence = out.setdefault(title, (category, [], []))
+        line = _field(f, "line")
+        if line and line not in lines:
+            lines.append(int(line))
+        ev = _field(f, "evidence")
+        if ev and ev not in evidence:
+            evidence.append(str(ev))
+    return [(t, c, sorted(ls), ev) for t, (c, ls, ev) in out.items()]
 
 
-def build_notice(findings: list[Any], settings: KernelGuard, note: str = "") -> Notice:
-    """Render the warning for these findings (``note``: one extra sentence)."""
-    message = settings.rendered_message()
-    groups = _groups(findings)
+def category_link(faq_url: str, category: str) -> str:
+    """The FAQ anchor of a category (the server's FAQ has one section per category);
+    a FAQ URL that already has a fragment is used as it is."""
+    if not faq_url or not category or "#" in faq_url:
+        return faq_url
+    return f"{faq_url}#{category}"
+
+
+def render_warning(
+    findings: list[Any],
+    *,
+    message: str,
+    faq_url: str = "",
+    appeal_url: str = "",
+    show_evidence: bool = False,
+    note: str = "",
+    standing: str = "",
+) -> tuple[str, str]:
+    """The standard warning as (HTML, plain text), shared by the kernel guard and the
+    server's refusal. ``findings``: objects or dicts with category, title, line and
+    evidence; ``note``: what happened to the cell; ``standing``: the user's escalation
+    step (server only). Everything is escaped in the HTML."""
     e = html.escape
     items: list[str] = []
     text_items: list[str] = []
-    for title, lines, evidence in groups:
+    for title, category, lines, evidence in _groups(findings):
         where = ""
         if lines:
             where = (
@@ -62,37 +87,55 @@ def build_notice(findings: list[Any], settings: KernelGuard, note: str = "") -> 
                 + ", ".join(str(n) for n in lines)
                 + ")"
             )
-        item = f"<li><b>{e(title)}</b>{e(where)}"
+        link = category_link(faq_url, category)
+        label = f"<b>{e(title)}</b>"
+        if link:
+            label = f'<a href="{e(link)}" target="_blank" rel="noopener">{label}</a>'
+        item = f"<li>{label}{e(where)}"
         text_item = f"  - {title}{where}"
-        if settings.show_evidence and evidence:
+        if show_evidence and evidence:
             item += ": " + ", ".join(f"<code>{e(x[:200])}</code>" for x in evidence[:3])
             text_item += ": " + ", ".join(x[:200] for x in evidence[:3])
         items.append(item + "</li>")
         text_items.append(text_item)
     links: list[str] = []
     text_links: list[str] = []
-    if settings.faq_url:
+    if faq_url:
         links.append(
-            f'<a href="{e(settings.faq_url)}" target="_blank" rel="noopener">'
-            "Prohibited actions (FAQ)</a>"
+            f'<a href="{e(faq_url)}" target="_blank" rel="noopener">Prohibited actions (FAQ)</a>'
         )
-        text_links.append(f"FAQ: {settings.faq_url}")
-    if settings.appeal_url:
-        links.append(
-            f'<a href="{e(settings.appeal_url)}" target="_blank" rel="noopener">File an appeal</a>'
-        )
-        text_links.append(f"Appeal: {settings.appeal_url}")
+        text_links.append(f"FAQ: {faq_url}")
+    if appeal_url:
+        links.append(f'<a href="{e(appeal_url)}" target="_blank" rel="noopener">File an appeal</a>')
+        text_links.append(f"Appeal: {appeal_url}")
     parts = [f'<div class="colab-guard-warning" role="alert" style="{_STYLE}">']
     parts.append(f"<p><b>&#9888; {e(message)}</b></p>")
     if items:
         parts.append("<ul>" + "".join(items) + "</ul>")
     if note:
         parts.append(f"<p>{e(note)}</p>")
+    if standing:
+        parts.append(f"<p>{e(standing)}</p>")
     if links:
         parts.append("<p>" + " &middot; ".join(links) + "</p>")
     parts.append("</div>")
     text = [f"Warning: {message}", *text_items]
     if note:
         text.append(note)
+    if standing:
+        text.append(standing)
     text.extend(text_links)
-    return Notice(html="".join(parts), text="\n".join(text))
+    return "".join(parts), "\n".join(text)
+
+
+def build_notice(findings: list[Any], settings: KernelGuard, note: str = "") -> Notice:
+    """Render the warning for these findings (``note``: one extra sentence)."""
+    html_text, text = render_warning(
+        findings,
+        message=settings.rendered_message(),
+        faq_url=settings.faq_url,
+        appeal_url=settings.appeal_url,
+        show_evidence=settings.show_evidence,
+        note=note,
+    )
+    return Notice(html=html_text, text=text)

@@ -8,8 +8,9 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
+from tornado import web
 from tornado.ioloop import PeriodicCallback
-from traitlets import Bool, Dict, Enum, Float, List, Set, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, Float, Int, List, Set, Unicode, default, validate
 
 from ..store import StrikeStore
 from . import events as E
@@ -17,7 +18,7 @@ from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
-from .service import GuardService
+from .service import DEFAULT_MESSAGE, GuardService
 from .websocket import SETTINGS_KEY, guarded_connection_class
 
 
@@ -96,12 +97,70 @@ class ColabGuardApp(ExtensionApp):
         config=True,
         help="Without a usable policy or when the check fails: refuse (closed) or run (open).",
     )
-    service_name = Unicode("Jupyter", config=True, help="Name of the service in messages.")
+    service_name = Unicode(
+        "Colab",
+        config=True,
+        help="Name of the service in messages (passed on to kernels as well).",
+    )
+    message = Unicode(
+        DEFAULT_MESSAGE,
+        config=True,
+        help="The warning's text, in the server's refusals and in kernels' warnings; "
+        "'{service}' is replaced by service_name.",
+    )
     faq_url = Unicode("", config=True, help="FAQ link (default: {base_url}colab-guard/faq).")
     appeal_url = Unicode(
         "", config=True, help="Appeal link (default: {base_url}colab-guard/#appeal)."
     )
-    show_evidence = Bool(True, config=True, help="Show the matched text in warnings.")
+    show_evidence = Bool(
+        False,
+        config=True,
+        help="Show the matched text to users: in warnings, on /colab-guard/ and in "
+        "/colab-guard/api/strikes/me (admin views always show it). Hiding it slows evaders.",
+    )
+    check_timeout = Float(
+        10.0,
+        config=True,
+        help="Seconds the check of one execution may take (it runs in a thread pool); "
+        "longer: fail_mode decides (closed: refused).",
+    )
+    check_workers = Int(4, config=True, help="Threads that run checks and kernel reports.")
+    max_cell_size = Int(
+        1_000_000,
+        config=True,
+        help="Largest cell (characters of code plus user_expressions) the server checks; "
+        "larger cells are refused with a message saying so.",
+    )
+    max_report_bytes = Int(256 * 1024, config=True, help="Largest kernel report body (413).")
+    report_rate_limit = Int(
+        30, config=True, help="Kernel reports accepted per kernel per report_rate_window (429)."
+    )
+    report_rate_window = Float(60.0, config=True, help="Window of report_rate_limit (s).")
+    report_strike_limit = Int(
+        3,
+        config=True,
+        help="Strikes one kernel's reports can add per report_strike_window; more are "
+        "recorded but do not count (reports are weaker evidence than the server's check).",
+    )
+    report_strike_window = Float(3600.0, config=True, help="Window of report_strike_limit (s).")
+    arm_timeout = Float(
+        30.0,
+        config=True,
+        help="Seconds a kernel started with the kernel-side guard has to announce it; "
+        "kernels that do not are logged and recorded.",
+    )
+    require_kernel_guard = Bool(
+        False,
+        config=True,
+        help="Refuse executions in kernels whose kernel-side guard did not arm (waits up "
+        "to arm_timeout after the kernel's start).",
+    )
+    disable_terminals = Bool(
+        True,
+        config=True,
+        help="Refuse new terminals (they bypass kernels and so the guard). False keeps "
+        "jupyter_server's terminals (a warning is logged at start).",
+    )
     user_tiers = Dict(Unicode(), config=True, help="Policy tier per user.")
     default_tier = Unicode(None, allow_none=True, config=True, help="Tier of other users.")
     report_url = Unicode(
@@ -116,7 +175,10 @@ class ColabGuardApp(ExtensionApp):
 
     guard: GuardService | None = None
     _callbacks: list[PeriodicCallback]
-    _tasks: set[asyncio.Future[Any]] = set()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- setup ----------------------------------------------------------------------
 
@@ -125,6 +187,55 @@ class ColabGuardApp(ExtensionApp):
         return f"sqlite:///{path}"
 
     def initialize_settings(self) -> None:
+        try:
+            self._initialize_guard()
+        except BaseException as err:
+            # never leave the server running unguarded: no kernel can start
+            self._lockdown(err)
+            raise
+
+    def _lockdown(self, err: BaseException) -> None:
+        """The guard could not be set up: refuse every kernel start (503) so nothing runs
+        unchecked, and say so loudly. With ``ServerApp.reraise_server_extension_failures``
+        the server does not start at all (recommended)."""
+        self.log.critical(
+            "colab-guard: the guard could not be set up (%r); kernels are refused on this "
+            "server until it is fixed",
+            err,
+        )
+        mkm = self.serverapp.kernel_manager
+        message = f"colab-guard: the acceptable-use guard is not working ({type(err).__name__})"
+
+        async def refuse_start(*args: Any, **kwargs: Any) -> Any:
+            raise web.HTTPError(503, message)
+
+        mkm.start_kernel = refuse_start
+        if hasattr(mkm, "kernel_manager_factory"):
+
+            def refuse_factory(*args: Any, **kwargs: Any) -> Any:
+                raise web.HTTPError(503, message)
+
+            mkm.kernel_manager_factory = refuse_factory
+        self._disable_terminals()
+
+    def _disable_terminals(self) -> None:
+        """Terminals bypass kernels: refuse new ones (their manager's create)."""
+        tm = self.settings.get("terminal_manager") or getattr(
+            self.serverapp.web_app, "settings", {}
+        ).get("terminal_manager")
+        if tm is None or getattr(tm, "_colab_guard_disabled", False):
+            return
+        tm._colab_guard_disabled = True
+        self.log.info("colab-guard: terminals are disabled (ColabGuardApp.disable_terminals)")
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise web.HTTPError(403, "colab-guard: terminals are disabled on this server")
+
+        for name in ("create", "new_terminal", "new_named_terminal"):
+            if hasattr(tm, name):
+                setattr(tm, name, refuse)
+
+    def _initialize_guard(self) -> None:
         sa = self.serverapp
         base = sa.base_url
         url = self.store_url or os.environ.get(STORE_URL_ENV) or self._default_store_url()
@@ -142,7 +253,8 @@ class ColabGuardApp(ExtensionApp):
         store = StrikeStore(
             url, spool_path=spool, sqlite_synchronous=self.sqlite_synchronous, on_error=store_error
         )
-        store.open()
+        # a database that cannot be reached now is "down" (spooled, retried, fail_mode)
+        store.open(tolerate_down=True)
         guard = GuardService(
             store=store,
             ladder=parse_ladder(self.escalation),
@@ -158,8 +270,17 @@ class ColabGuardApp(ExtensionApp):
             events=guard_events,
             snapshot_dir=os.path.join(sa.runtime_dir, "colab_guard"),
             hub_admins=self.hub_admins,
+            check_workers=self.check_workers,
         )
         guard.service_name = self.service_name
+        guard.message = self.message
+        guard.check_timeout = self.check_timeout
+        guard.max_cell_size = self.max_cell_size
+        guard.max_report_bytes = self.max_report_bytes
+        guard.report_rate = (self.report_rate_limit, self.report_rate_window)
+        guard.report_strikes = (self.report_strike_limit, self.report_strike_window)
+        guard.arm_timeout = self.arm_timeout
+        guard.require_kernel_guard = self.require_kernel_guard
         guard.faq_url = self.faq_url or url_path_join(base, "colab-guard/faq")
         guard.appeal_url = self.appeal_url or url_path_join(base, "colab-guard/") + "#appeal"
         guard.show_evidence = self.show_evidence
@@ -205,13 +326,12 @@ class ColabGuardApp(ExtensionApp):
         args = [
             "--ext=jupyter_colab_guard",
             f"--KernelGuard.service_name={self.service_name}",
+            f"--KernelGuard.message={self.message}",
             f"--KernelGuard.faq_url={self.guard.faq_url}",
             f"--KernelGuard.appeal_url={self.guard.appeal_url}",
             f"--KernelGuard.show_evidence={self.show_evidence}",
             f"--KernelGuard.fail_closed={self.fail_mode == 'closed'}",
         ]
-        if self.default_tier:
-            args.append(f"--KernelGuard.tier={self.default_tier}")
         return args
 
     def initialize_handlers(self) -> None:
@@ -228,16 +348,63 @@ class ColabGuardApp(ExtensionApp):
                 PeriodicCallback(guard.poll_policy, self.policy_poll_interval * 1000)
             )
         self._callbacks.append(
-            PeriodicCallback(guard.store.flush_pending, self.store_retry_interval * 1000)
+            PeriodicCallback(self._flush_store, self.store_retry_interval * 1000)
         )
+        if self.kernel_extension:
+            interval = max(1.0, min(self.arm_timeout / 2, 10.0))
+            self._callbacks.append(PeriodicCallback(self._check_armed, interval * 1000))
         for cb in self._callbacks:
             cb.start()
 
+    def _background(self, fn: Any) -> None:
+        """Run ``fn`` in the guard's pool (store I/O stays off the event loop)."""
+        assert self.guard is not None
+        task = asyncio.ensure_future(self.guard.run_in_pool(fn, timeout=300))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _flush_store(self) -> None:
+        if self.guard is not None:
+            self._background(self.guard.store.flush_pending)
+
+    def _check_armed(self) -> None:
+        if self.guard is None:
+            return
+        for info in self.guard.check_armed():
+            self._background(lambda info=info: self.guard.record_unarmed(info))  # type: ignore[union-attr]
+
     def _prepare_settings(self) -> None:
         super()._prepare_settings()
+        if self.guard is None:
+            return
         self._start_timers()
+        if self.disable_terminals:
+            self._disable_terminals()
+            # the terminals extension may load after this one: again once all have loaded
+            from tornado.ioloop import IOLoop
+
+            IOLoop.current().add_callback(self._disable_terminals)
+        elif getattr(self.serverapp, "terminals_enabled", False):
+            self.log.warning(
+                "colab-guard: terminals are enabled; they bypass kernels and so the guard "
+                "(ColabGuardApp.disable_terminals)"
+            )
 
     def _on_suspended(self, user: str) -> None:
+        """Called from a check thread or the loop: shut the user's kernels down."""
+        loop = self.guard.loop if self.guard is not None else None
+        if loop is not None and loop.is_running():
+            try:
+                asyncio.get_running_loop()
+                in_loop = True
+            except RuntimeError:
+                in_loop = False
+            if not in_loop:
+                loop.call_soon_threadsafe(self._shutdown_user, user)
+                return
+        self._shutdown_user(user)
+
+    def _shutdown_user(self, user: str) -> None:
         if not self.shutdown_on_suspend or self.guard is None:
             return
         mkm = self.serverapp.kernel_manager
@@ -255,5 +422,8 @@ class ColabGuardApp(ExtensionApp):
         for cb in getattr(self, "_callbacks", []):
             cb.stop()
         if self.guard is not None:
-            self.guard.store.flush_pending()
-            self.guard.store.close()
+            self.guard.pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                self.guard.store.flush_pending()
+            finally:
+                self.guard.store.close()

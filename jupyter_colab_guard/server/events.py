@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,10 @@ class GuardEvents:
 
     def __init__(self, event_logger: Any | None) -> None:
         self.logger = event_logger
+        # the server's event loop: jupyter_events schedules listeners as asyncio tasks,
+        # so an emit from a check thread is handed over to the loop
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
         if event_logger is None:
             return
         for path in schema_paths():
@@ -33,9 +39,21 @@ class GuardEvents:
             except Exception as err:  # already registered by an earlier server in-process
                 log.debug("event schema %s: %s", path.name, err)
 
+    def bind_loop(self, loop: asyncio.AbstractEventLoop, thread: int) -> None:
+        self.loop, self.loop_thread = loop, thread
+
     def emit(self, schema_id: str, data: dict[str, Any]) -> None:
         if self.logger is None:
             return
+        if self.loop is not None and threading.get_ident() != self.loop_thread:
+            try:
+                self.loop.call_soon_threadsafe(self._emit, schema_id, data)
+                return
+            except RuntimeError:  # the loop is closed: emit here
+                pass
+        self._emit(schema_id, data)
+
+    def _emit(self, schema_id: str, data: dict[str, Any]) -> None:
         try:
             self.logger.emit(schema_id=schema_id, data=data)
         except Exception:  # an event pipeline problem must not break enforcement

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,15 +15,20 @@ from tornado import web
 
 from . import events as E
 from . import render
-from .service import GuardService
+from .service import GuardService, ReportRejected
 
 USER_RESOURCE = "colab_guard"
 ADMIN_RESOURCE = "colab_guard_admin"
 MAX_APPEAL = 5000
+APPEALS_PER_HOUR = 5
+USER_HIDDEN = ("evidence", "cell_text")  # hidden from users unless show_evidence
 
 
-def event_json(row: dict[str, Any]) -> dict[str, Any]:
+def event_json(row: dict[str, Any], show_evidence: bool = True) -> dict[str, Any]:
     out = dict(row)
+    if not show_evidence:
+        for key in USER_HIDDEN:
+            out.pop(key, None)
     out["time"] = datetime.fromtimestamp(row["ts"], UTC).isoformat() if row.get("ts") else None
     return out
 
@@ -78,6 +84,7 @@ class UserPageHandler(GuardMixin, JupyterHandler):
                 self.guard.faq_url,
                 url_path_join(base, "colab-guard/api/appeals"),
                 self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
+                show_evidence=self.guard.show_evidence,
             )
         )
 
@@ -90,7 +97,8 @@ class MyStrikesHandler(GuardMixin, APIHandler):
     def get(self) -> None:
         user = self.guard_user
         out = self.status_json(user)
-        out["events"] = [event_json(e) for e in self.guard.store.events(user)]
+        show = self.guard.show_evidence
+        out["events"] = [event_json(e, show) for e in self.guard.store.events(user)]
         self.finish(json.dumps(out))
 
 
@@ -109,6 +117,11 @@ class AppealHandler(GuardMixin, APIHandler):
             ev = self.guard.store.get_event(int(event_id)) if isinstance(event_id, int) else None
             if ev is None or ev["user"] != self.guard_user:  # only one's own events
                 raise web.HTTPError(400, "unknown event_id")
+        recent = [
+            a for a in self.guard.store.appeals(self.guard_user) if a["ts"] > time.time() - 3600
+        ]
+        if len(recent) >= APPEALS_PER_HOUR:
+            raise web.HTTPError(429, "too many appeals; try again later")
         aid = self.guard.store.add_appeal(self.guard_user, message[:MAX_APPEAL], event_id)
         self.set_status(201)
         self.finish(json.dumps({"id": aid, "status": "open"}))
@@ -176,12 +189,25 @@ class AdminExceptionsHandler(AdminHandler):
     @authorized
     def post(self) -> None:
         body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "a JSON object is required")
         user, cat, rule = body.get("user"), body.get("category"), body.get("rule")
-        if not isinstance(user, str) or not user or not (cat or rule):
-            raise web.HTTPError(400, "user and one of category / rule are required")
+        if not isinstance(user, str) or not user.strip() or len(user) > 255:
+            raise web.HTTPError(400, "user must be a non-empty string")
+        if not (cat or rule):
+            raise web.HTTPError(400, "one of category / rule is required")
+        for name, value in (("category", cat), ("rule", rule)):
+            if value is not None and (not isinstance(value, str) or len(value) > 128):
+                raise web.HTTPError(400, f"{name} must be a string")
+        policy = self.guard.policy
+        if policy is not None:
+            if cat and cat not in policy.categories:
+                raise web.HTTPError(400, f"unknown category {cat!r}")
+            if rule and rule not in {r.id for r in policy.rules}:
+                raise web.HTTPError(400, f"unknown rule {rule!r}")
         reason = str(body.get("reason") or "")[:MAX_APPEAL]
-        eid = self.guard.store.grant_exception(user, self.admin, cat, rule, reason)
-        self.guard.invalidate_exceptions(user)
+        eid = self.guard.store.grant_exception(user, self.admin, cat or None, rule or None, reason)
+        self.guard.refresh_kernel_identities(user)
         self.emit("grant_exception", user, {"id": eid, "category": cat, "rule": rule})
         self.set_status(201)
         self.finish(json.dumps({"id": eid}))
@@ -194,7 +220,7 @@ class AdminExceptionHandler(AdminHandler):
         rows = [x for x in self.guard.store.exceptions(active=True) if x["id"] == int(exception_id)]
         if not rows or not self.guard.store.revoke_exception(int(exception_id), self.admin):
             raise web.HTTPError(404, "no such active exception")
-        self.guard.invalidate_exceptions(rows[0]["user"])
+        self.guard.refresh_kernel_identities(rows[0]["user"])
         self.emit("revoke_exception", rows[0]["user"], {"id": int(exception_id)})
         self.set_status(204)
         self.finish()
@@ -216,15 +242,22 @@ class KernelReportHandler(GuardMixin, APIHandler):
         return None
 
     @allow_unauthenticated
-    def post(self) -> None:
+    async def post(self) -> None:
         auth = self.request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         info = self.guard.kernel_for_token(token.strip()) if scheme.lower() == "bearer" else None
         if info is None:
             raise web.HTTPError(403, "unknown kernel report token")
+        raw = self.request.body or b"{}"
+        guard = self.guard
+        if len(raw) > guard.max_report_bytes:
+            raise web.HTTPError(413, f"report larger than {guard.max_report_bytes} bytes")
         try:
-            body = json.loads(self.request.body or b"{}")
-            counts = self.guard.kernel_report(info, body)
+            body = json.loads(raw)
+            # store writes (and their fsync) run off the event loop
+            counts = await guard.run_in_pool(lambda: guard.kernel_report(info, body, len(raw)))
+        except ReportRejected as err:
+            raise web.HTTPError(err.status, str(err)) from err
         except ValueError as err:
             raise web.HTTPError(400, str(err)) from err
         self.finish(json.dumps({"kernel_id": info.kernel_id, **counts}))

@@ -14,6 +14,7 @@ from typing import Any
 from jupyter_server.base.call_context import CallContext
 from tornado import web
 
+from .identity import user_groups
 from .service import GuardService
 
 REPORT_URL_ENV = "COLAB_GUARD_REPORT_URL"
@@ -23,12 +24,13 @@ STORE_URL_ENV = "COLAB_GUARD_STORE_URL"
 PRIVATE_ENV = (STORE_URL_ENV, "COLAB_GUARD_ADMIN_STORE_URL")
 
 
-def _request_user(guard: GuardService) -> str:
+def _request_user(guard: GuardService) -> tuple[str, tuple[str, ...]]:
+    """(user, groups) of the request starting the kernel; the owner without one."""
     handler = CallContext.get(CallContext.JUPYTER_HANDLER)
     user_obj = getattr(handler, "current_user", None) if handler is not None else None
     if user_obj is None:
-        return guard.owner
-    return guard.resolve_user(user_obj)
+        return guard.owner, ()
+    return guard.resolve_user(user_obj), user_groups(user_obj)
 
 
 class GuardKernelMixin:
@@ -43,19 +45,29 @@ class GuardKernelMixin:
         guard = self.guard
         kid: str = self.kernel_id  # type: ignore[attr-defined]
         info = guard.kernel(kid)
-        user = info.user if info else _request_user(guard)  # a restart keeps the user
+        # a restart keeps the user and groups
+        user, groups = (info.user, info.groups) if info else _request_user(guard)
         status = guard.safe_status(user)
         if status is None and guard.fail_mode == "closed":
             raise web.HTTPError(503, "colab-guard: the strike store is unavailable")
         if status is not None and status.level == "suspended":
             raise web.HTTPError(403, f"colab-guard: user {user} is suspended")
-        token = guard.register_kernel(kid, user)
         spec = getattr(self, "kernel_spec", None)
-        if spec is not None and (spec.language or "").lower() == "python":
+        python = spec is not None and (spec.language or "").lower() == "python"
+        guarded = python and bool(self.kernel_args)
+        token = guard.register_kernel(kid, user, groups, expects_guard=guarded)
+        if guarded:
             cmd = [*cmd, *self.kernel_args]
-            if self.kernel_args and guard.kernel_policy_path:
+            if guard.kernel_policy_path:
                 # the copy of the policy in force (survives the file being deleted)
                 cmd.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
+            # the user's tier, groups and admin exceptions (rewritten when they change)
+            ident = guard.write_kernel_identity(kid)
+            if ident:
+                cmd.append(f"--KernelGuard.identity_file={ident}")
+            tier = guard.tier_of(user)
+            if tier:
+                cmd.append(f"--KernelGuard.tier={tier}")
         env = {k: v for k, v in (kw.get("env") or {}).items() if k not in PRIVATE_ENV}
         env[REPORT_URL_ENV] = self.report_url
         env[REPORT_TOKEN_ENV] = token

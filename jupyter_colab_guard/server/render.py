@@ -64,55 +64,34 @@ def page(title: str, body: str) -> str:
 
 # -- the warning shown in the notebook ----------------------------------------------
 
+HEADS = {
+    "block": "This code was not run.",
+    "restricted": "This code was not run.",
+    "suspended": "This code was not run.",
+    "unavailable": "This code was not run: the acceptable-use check is unavailable.",
+    "too_large": "This code was not run: the cell is too large to be checked.",
+    "unguarded": "This code was not run: this kernel has no working acceptable-use guard. "
+    "Restart the kernel.",
+}
 
-def warning_html(d: dict[str, Any]) -> str:
-    """``d``: service, reason, findings (dicts), status (Status), faq_url, appeal_url."""
-    status: Status = d["status"]
-    rows = []
-    for f in d["findings"]:
-        anchor = f"{d['faq_url']}#{f['category']}"
-        ev = (
-            f" <code>{esc(f.get('evidence'))}</code>"
-            if d.get("show_evidence") and f.get("evidence")
-            else ""
-        )
-        rows.append(
-            f"<li><a href='{esc(anchor)}' target='_blank'>{esc(f.get('title') or f['category'])}"
-            f"</a>: {esc(f.get('message'))} (line {esc(f.get('line'))}){ev}</li>"
-        )
-    head = {
-        "block": "This code was not run.",
-        "restricted": "This code was not run.",
-        "suspended": "This code was not run.",
-        "unavailable": "This code was not run: the acceptable-use check is unavailable.",
-    }.get(d["reason"], "")
-    items = f"<ul>{''.join(rows)}</ul>" if rows else ""
-    return (
-        "<div class='colab-guard-warning' style='border-left:4px solid #d93025;"
-        "padding:.5rem 1rem;background:#fce8e6'>"
-        f"<p><b>Warning: You may be executing code that is disallowed</b>, and this may "
-        f"restrict your ability to use {esc(d['service'])} in the future. Please note the "
-        f"prohibited actions specified in our <a href='{esc(d['faq_url'])}' target='_blank'>"
-        f"FAQ</a>. {esc(head)}</p>{items}"
-        f"<p>{esc(level_sentence(status, d['service']))}</p>"
-        f"<p>If you believe this is a mistake, <a href='{esc(d['appeal_url'])}' "
-        "target='_blank'>appeal</a>.</p></div>"
+
+def refusal(d: dict[str, Any]) -> tuple[str, str]:
+    """(HTML, text) of a refused execution: the same standard warning the kernel guard
+    shows (kernel/warning.py), plus the user's escalation step.
+
+    ``d``: message (rendered), service, reason, findings (dicts), status (Status),
+    faq_url, appeal_url, show_evidence."""
+    from ..kernel.warning import render_warning
+
+    return render_warning(
+        d["findings"],
+        message=d["message"],
+        faq_url=d["faq_url"],
+        appeal_url=d["appeal_url"],
+        show_evidence=bool(d.get("show_evidence")),
+        note=HEADS.get(d["reason"], "This code was not run."),
+        standing=level_sentence(d["status"], d["service"]),
     )
-
-
-def warning_text(d: dict[str, Any]) -> str:
-    status: Status = d["status"]
-    lines = [
-        "Warning: You may be executing code that is disallowed, and this may restrict your "
-        f"ability to use {d['service']} in the future. See the FAQ: {d['faq_url']}",
-    ]
-    for f in d["findings"]:
-        lines.append(
-            f"- {f.get('title') or f['category']}: {f.get('message')} (line {f.get('line')})"
-        )
-    lines.append(level_sentence(status, d["service"]))
-    lines.append(f"Appeal: {d['appeal_url']}")
-    return "\n".join(lines)
 
 
 # -- pages -------------------------------------------------------------------------------
@@ -138,15 +117,19 @@ def faq_page(policy: Any, service: str, rules_by_category: dict[str, list[Any]])
     return page(f"{service}: prohibited actions", "".join(parts))
 
 
-def events_table(events: list[dict[str, Any]], show_cell: bool = True) -> str:
+def events_table(
+    events: list[dict[str, Any]], show_cell: bool = True, show_evidence: bool = True
+) -> str:
     rows = []
     for e in events:
         cell = f"<pre>{esc(e.get('cell_text'))}</pre>" if show_cell and e.get("cell_text") else ""
+        ev = e.get("evidence") if show_evidence else None
+        ev_html = f" <code>{esc(ev)}</code>" if ev else ""
         rows.append(
             f"<tr><td>{esc(fmt_time(e.get('ts')))}</td><td>{esc(e.get('kind'))}</td>"
             f"<td>{esc(e.get('category'))}</td><td>{esc(e.get('rule'))}</td>"
             f"<td>{esc(e.get('action'))}</td><td>{esc(e.get('message'))}"
-            f"{' <code>' + esc(e.get('evidence')) + '</code>' if e.get('evidence') else ''}"
+            f"{ev_html}"
             f"{cell}</td></tr>"
         )
     return (
@@ -163,6 +146,7 @@ def user_page(
     faq_url: str,
     appeals_api: str,
     xsrf: str,
+    show_evidence: bool = True,
 ) -> str:
     body = (
         f"<h1>Your standing on {esc(service)}</h1>"
@@ -171,7 +155,7 @@ def user_page(
         f"Level: <span class='level'>{esc(status.level)}</span>.</p>"
         f"<p>{esc(level_sentence(status, service))}</p>"
         f"<p>The prohibited actions are listed in the <a href='{esc(faq_url)}'>FAQ</a>.</p>"
-        f"<h2>Events</h2>{events_table(events)}"
+        f"<h2>Events</h2>{events_table(events, show_evidence, show_evidence)}"
         "<h2 id='appeal'>Appeal</h2><p>If a warning was a false positive, explain what you "
         "were doing. An administrator will review it.</p>"
         "<form id='appeal-form'><textarea name='message' required maxlength='5000'>"

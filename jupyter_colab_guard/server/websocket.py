@@ -8,7 +8,12 @@ idle, so it never waits forever. Both the JSON protocol (text or binary frames) 
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jupyter_server.services.kernels.connection.base import (
@@ -23,15 +28,59 @@ try:
 except ImportError:  # pragma: no cover
     from jupyter_client.jsonutil import date_default as json_default
 
+from ..kernel.config import render_message
 from . import render
-from .service import UNKNOWN, Decision, GuardService
+from .service import Decision, GuardService
 
 V1 = "v1.kernel.websocket.jupyter.org"
 SETTINGS_KEY = "colab_guard"
+# the same ename as the kernel guard's refusals (kernel/errors.py)
+ENAME = "ProhibitedCodeError"
+
+
+# debugger commands that evaluate code in the kernel, and the argument holding it
+DEBUG_EVALUATING = {
+    "evaluate": ("expression",),
+    "setExpression": ("expression", "value"),
+    "setVariable": ("value",),
+}
+
+
+@dataclass
+class Incoming:
+    raw: Any
+    channel: str
+    header: dict[str, Any]
+    content: dict[str, Any]
+    received: float = field(default_factory=time.monotonic)
+
+
+def _client_time(header: dict[str, Any]) -> float | None:
+    """The header's date (client clock) in seconds, if it has a usable one."""
+    value = header.get("date")
+    try:
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, str) and value:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError):
+        pass
+    return None
+
+
+def needs_check(msg_type: str | None) -> bool:
+    return msg_type in ("execute_request", "debug_request")
 
 
 class GuardConnectionMixin:
-    """Mixed into the server's kernel websocket connection class."""
+    """Mixed into the server's kernel websocket connection class.
+
+    Every message is parsed. Messages that can run code (``execute_request`` and
+    ``debug_request``, on ANY channel: ipykernel 7 also serves shell requests sent on
+    control) are checked in the guard's thread pool, so a slow check never stalls the
+    server; while a check runs, later messages of this connection wait in a queue so
+    that their order is kept.
+    """
 
     _guard_path: str | None = None
 
@@ -45,6 +94,10 @@ class GuardConnectionMixin:
             if sm is not None:
                 sess = await sm.get_session(kernel_id=self.kernel_id)  # type: ignore[attr-defined]
                 self._guard_path = sess.get("path")
+                guard = self.guard
+                info = guard.kernel(self.kernel_id) if guard else None  # type: ignore[attr-defined]
+                if info is not None and self._guard_path:
+                    info.path = self._guard_path
         except Exception:
             self._guard_path = None
         return await super().connect()  # type: ignore[misc]
@@ -62,63 +115,142 @@ class GuardConnectionMixin:
             msg = json.loads(ws_msg)
         return msg.get("channel"), msg.get("header") or {}, msg.get("content") or {}
 
+    # -- the queue -------------------------------------------------------------------
+
+    def _guard_state(self) -> tuple[collections.deque[Incoming], list[Any]]:
+        st = self.__dict__.get("_guard_q")
+        if st is None:
+            st = self.__dict__["_guard_q"] = (collections.deque(), [None])
+        return st  # type: ignore[no-any-return]
+
     def handle_incoming_message(self, incoming_msg: Any) -> None:
         guard = self.guard
-        if guard is None or not self.channels:  # type: ignore[attr-defined]
+        if guard is None:
+            return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
+        channels = getattr(self, "channels", None)  # gateway connections have none
+        if channels is not None and not channels:  # closed: the base class drops it
             return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
         try:
             channel, header, content = self._parse(incoming_msg)
         except Exception:
             self.log.warning("colab-guard: unparsable websocket frame dropped")  # type: ignore[attr-defined]
             return None
-        if (channel or "shell") == "shell" and header.get("msg_type") == "execute_request":
-            code = content.get("code") if isinstance(content.get("code"), str) else ""
-            ue = content.get("user_expressions") or {}
-            exprs = [v for v in ue.values() if isinstance(v, str)] if isinstance(ue, dict) else []
-            try:
-                decision = guard.check_execute(
-                    user_obj=self.websocket_handler.current_user,  # type: ignore[attr-defined]
-                    kernel_id=self.kernel_id,  # type: ignore[attr-defined]
-                    code=code,
-                    expressions=exprs,
-                    path=self._guard_path,
-                )
-            except Exception:
-                self.log.exception("colab-guard: check failed")  # type: ignore[attr-defined]
-                if guard.fail_mode == "closed":
-                    user = guard.resolve_user(self.websocket_handler.current_user)  # type: ignore[attr-defined]
-                    status = guard.safe_status(user) or UNKNOWN
-                    decision = Decision(True, "unavailable", "", [], status)
-                else:
-                    return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
-            if decision.refuse:
-                self._refuse(header, decision)
-                return None
-        elif channel == "control" and header.get("msg_type") == "debug_request":
-            # debugger evaluations bypass IPython's transformers: check them too
-            args = content.get("arguments") or {}
-            if content.get("command") == "evaluate" and isinstance(args.get("expression"), str):
-                decision = guard.check_execute(
-                    user_obj=self.websocket_handler.current_user,  # type: ignore[attr-defined]
-                    kernel_id=self.kernel_id,  # type: ignore[attr-defined]
-                    code=args["expression"],
-                    path=self._guard_path,
-                )
-                if decision.refuse:
-                    self._send(
-                        "control",
-                        "debug_reply",
-                        header,
-                        {
-                            "type": "response",
-                            "request_seq": content.get("seq"),
-                            "success": False,
-                            "command": "evaluate",
-                            "message": "Refused by the acceptable-use policy",
-                        },
-                    )
-                    return None
-        return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
+        if not isinstance(header, dict) or not isinstance(content, dict):
+            self.log.warning("colab-guard: malformed websocket message dropped")  # type: ignore[attr-defined]
+            return None
+        queue, task = self._guard_state()
+        item = Incoming(incoming_msg, channel or "shell", header, content)
+        if not queue and task[0] is None and not needs_check(header.get("msg_type")):
+            return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
+        queue.append(item)
+        if task[0] is None:
+            task[0] = asyncio.ensure_future(self._guard_drain())
+        return None
+
+    async def _guard_drain(self) -> None:
+        queue, task = self._guard_state()
+        try:
+            while queue:
+                item = queue.popleft()
+                try:
+                    await self._guard_process(item)
+                except Exception:  # never forward a message whose check broke
+                    self.log.exception("colab-guard: message dropped")  # type: ignore[attr-defined]
+        finally:
+            task[0] = None
+
+    def _forward(self, item: Incoming) -> None:
+        super().handle_incoming_message(item.raw)  # type: ignore[misc]
+
+    async def _guard_process(self, item: Incoming) -> None:
+        guard = self.guard
+        assert guard is not None
+        msg_type = item.header.get("msg_type")
+        if msg_type == "execute_request":
+            await self._check_execute(guard, item)
+        elif msg_type == "debug_request":
+            await self._check_debug(guard, item)
+        else:
+            self._forward(item)
+
+    async def _check_execute(self, guard: GuardService, item: Incoming) -> None:
+        content = item.content
+        if self._sent_before_refusal_seen(item):
+            # sent before the frontend could see the refusal of an earlier request with
+            # stop_on_error: aborted, as the kernel aborts its queue after an error
+            self._abort(item.header)
+            return
+        self.__dict__.pop("_guard_refused", None)
+        code = content.get("code") if isinstance(content.get("code"), str) else ""
+        ue = content.get("user_expressions") or {}
+        exprs = [v for v in ue.values() if isinstance(v, str)] if isinstance(ue, dict) else []
+        decision = await guard.decide(
+            user_obj=self.websocket_handler.current_user,  # type: ignore[attr-defined]
+            kernel_id=self.kernel_id,  # type: ignore[attr-defined]
+            code=code or "",
+            expressions=exprs,
+            path=self._guard_path,
+        )
+        if not decision.refuse:
+            self._forward(item)
+            return
+        self._refuse(item.header, decision)
+        if content.get("stop_on_error", True) and not content.get("silent", False):
+            # (client date of the request, our receive time, our reply time)
+            self.__dict__["_guard_refused"] = (
+                _client_time(item.header),
+                item.received,
+                time.monotonic(),
+            )
+
+    def _sent_before_refusal_seen(self, item: Incoming) -> bool:
+        """Whether an execute_request was sent before the frontend could have seen the
+        reply to the last refused one: it reached us before that reply was written, or
+        its client-side date is less than our check time after the refused one's (both
+        dates from the client's clock, so no clock offset is involved)."""
+        refused = self.__dict__.get("_guard_refused")
+        if refused is None:
+            return False
+        d1, received, replied = refused
+        if item.received <= replied:
+            return True
+        d2 = _client_time(item.header)
+        return d1 is not None and d2 is not None and d2 - d1 <= replied - received
+
+    async def _check_debug(self, guard: GuardService, item: Incoming) -> None:
+        """Debugger requests that evaluate code bypass IPython's transformers: their
+        code is checked like a cell (a failed check follows fail_mode)."""
+        content = item.content
+        command = content.get("command")
+        args = content.get("arguments") if isinstance(content.get("arguments"), dict) else {}
+        texts = [
+            args[k] for k in DEBUG_EVALUATING.get(str(command), ()) if isinstance(args.get(k), str)
+        ]
+        if not texts:
+            self._forward(item)
+            return
+        decision = await guard.decide(
+            user_obj=self.websocket_handler.current_user,  # type: ignore[attr-defined]
+            kernel_id=self.kernel_id,  # type: ignore[attr-defined]
+            code="",
+            expressions=texts,
+            path=self._guard_path,
+        )
+        if not decision.refuse:
+            self._forward(item)
+            return
+        self._send(
+            item.channel,
+            "debug_reply",
+            item.header,
+            {
+                "type": "response",
+                "request_seq": content.get("seq"),
+                "success": False,
+                "command": command,
+                "message": "Refused by the acceptable-use policy",
+            },
+        )
 
     # -- replies ------------------------------------------------------------------------
 
@@ -133,10 +265,16 @@ class GuardConnectionMixin:
             msg["channel"] = channel
             self.websocket_handler.write_message(json.dumps(msg, default=json_default))  # type: ignore[attr-defined]
 
+    def _abort(self, parent: dict[str, Any]) -> None:
+        self._send("iopub", "status", parent, {"execution_state": "busy"})
+        self._send("shell", "execute_reply", parent, {"status": "aborted", "execution_count": None})
+        self._send("iopub", "status", parent, {"execution_state": "idle"})
+
     def _refuse(self, parent: dict[str, Any], d: Decision) -> None:
         guard = self.guard
         assert guard is not None
         view = {
+            "message": render_message(guard.message, guard.service_name),
             "service": guard.service_name,
             "reason": d.reason,
             "findings": [f.to_dict() for f in d.findings if f.action in ("block", "warn")],
@@ -145,12 +283,15 @@ class GuardConnectionMixin:
             "appeal_url": guard.appeal_url,
             "show_evidence": guard.show_evidence,
         }
-        text = render.warning_text(view)
-        ename = "PolicyViolation"
+        html, text = render.refusal(view)
+        ename = ENAME
         evalue = {
             "block": "Execution refused: the code matches a prohibited action.",
             "restricted": render.level_sentence(d.status, guard.service_name),
             "suspended": render.level_sentence(d.status, guard.service_name),
+            "too_large": f"Execution refused: the cell is larger than {guard.max_cell_size} "
+            "characters, the most the acceptable-use check accepts.",
+            "unguarded": "Execution refused: this kernel's acceptable-use guard is not active.",
         }.get(d.reason, "Execution refused: the acceptable-use check is unavailable.")
         self._send("iopub", "status", parent, {"execution_state": "busy"})
         self._send(
@@ -158,7 +299,7 @@ class GuardConnectionMixin:
             "display_data",
             parent,
             {
-                "data": {"text/html": render.warning_html(view), "text/plain": text},
+                "data": {"text/html": html, "text/plain": text},
                 "metadata": {"colab_guard": {"reason": d.reason, "level": d.status.level}},
                 "transient": {},
             },
@@ -167,11 +308,7 @@ class GuardConnectionMixin:
             "iopub",
             "error",
             parent,
-            {
-                "ename": ename,
-                "evalue": evalue,
-                "traceback": [f"{ename}: {evalue}"],
-            },
+            {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]},
         )
         self._send(
             "shell",

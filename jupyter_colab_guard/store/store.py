@@ -24,13 +24,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from . import schema as S
 
 log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key of schema set-up ("cgschema")
+MIGRATE_LOCK = 0x6367736368656D61
 
 
 class StoreError(Exception):
@@ -111,6 +125,7 @@ class StrikeStore:
         self.on_error = on_error
         self._pending: list[StrikeEvent] = []
         self._lock = threading.RLock()
+        self.ready = False  # schema checked / created (open() succeeded)
         self.engine: Engine = self._create_engine()
 
     # -- setup -------------------------------------------------------------------
@@ -132,15 +147,57 @@ class StrikeStore:
             event.listen(engine, "connect", _sqlite_pragmas(self.sqlite_synchronous))
         return engine
 
-    def open(self) -> None:
-        """Create or migrate the schema, then replay the spool."""
-        self.migrate()
+    def open(self, *, tolerate_down: bool = False) -> bool:
+        """Create or migrate the schema, then replay the spool. True when open.
+
+        ``tolerate_down``: a database that cannot be reached (or whose schema set-up
+        fails) is not fatal: the store starts "down", events are spooled and
+        ``flush_pending`` retries the set-up. A schema newer than the code always is.
+        """
         self._load_spool()
+        try:
+            self.migrate()
+        except StoreError:
+            raise
+        except SQLAlchemyError as err:
+            if not tolerate_down:
+                raise
+            log.error("colab-guard: the store cannot be opened, retrying later: %s", err)
+            if self.on_error:
+                self.on_error("open", err, len(self._pending))
+            return False
+        self.ready = True
         self.flush_pending()
+        return True
 
     def migrate(self) -> None:
-        S.metadata.create_all(self.engine, checkfirst=True)
+        """Create or upgrade the schema. Safe when several servers start at once on a new
+        database: PostgreSQL serialises it with an advisory lock, and a lost race on any
+        backend ("already exists") is retried and then finds the schema in place."""
+        last: Exception | None = None
+        for attempt in range(5):
+            try:
+                self._migrate_once()
+                return
+            except StoreError:
+                raise
+            except (IntegrityError, ProgrammingError, OperationalError) as err:
+                raced = "already exists" in str(err) or "database is locked" in str(err)
+                if not isinstance(err, IntegrityError) and not raced:
+                    raise  # unreachable database etc.: no point in retrying here
+                # another process created a table or the version row first
+                last = err
+                log.warning("colab-guard: schema set-up raced or failed (%s), retrying", err)
+                time.sleep(0.2 * (attempt + 1))
+        assert last is not None
+        raise last
+
+    def _migrate_once(self) -> None:
         with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # held until the transaction ends; PUBLIC may call it (per-user roles too)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK})
+            S.metadata.create_all(conn, checkfirst=True)
             version = conn.execute(select(func.max(S.schema_version.c.version))).scalar()
             if version is None:
                 conn.execute(
@@ -171,13 +228,21 @@ class StrikeStore:
 
     def record(self, ev: StrikeEvent) -> bool:
         """Commit one event. True: in the database; False: spooled for a retry."""
+        return self.record_many([ev])
+
+    def record_many(self, evs: list[StrikeEvent]) -> bool:
+        """Commit events in one transaction (all or none). True: in the database;
+        False: all spooled for a retry."""
+        if not evs:
+            return True
         with self._lock:
             try:
-                self._insert([ev])
+                self._insert(evs)
                 return True
             except SQLAlchemyError as err:
-                self._spool(ev)
-                log.error("colab-guard store write failed, event spooled: %s", err)
+                for ev in evs:
+                    self._spool(ev)
+                log.error("colab-guard store write failed, %d event(s) spooled: %s", len(evs), err)
                 if self.on_error:
                     self.on_error("record", err, len(self._pending))
                 return False
@@ -228,6 +293,17 @@ class StrikeStore:
     def flush_pending(self) -> int:
         """Retry spooled events; return how many are still pending."""
         with self._lock:
+            if not self.ready:
+                try:
+                    self.migrate()
+                    self.ready = True
+                except StoreError:
+                    raise
+                except SQLAlchemyError as err:
+                    log.error("colab-guard store still cannot be opened: %s", err)
+                    if self.on_error:
+                        self.on_error("open", err, len(self._pending))
+                    return self.pending
             if not self._pending:
                 return 0
             try:

@@ -137,7 +137,12 @@ def start_lab(
     (config / "labconfig").mkdir(parents=True, exist_ok=True)
     (config / "labconfig" / "page_config.json").write_text(json.dumps(PAGE_CONFIG))
     if guard_config is None:
-        guard_config = {"escalation": TEST_LADDER, "policy_poll_interval": 0}
+        # evidence shown, so the test sees the cell's text escaped in the warning
+        guard_config = {
+            "escalation": TEST_LADDER,
+            "policy_poll_interval": 0,
+            "show_evidence": True,
+        }
     server_config = {"ColabGuardApp": guard_config}
     (config / "jupyter_server_config.json").write_text(json.dumps(server_config))
     env = {

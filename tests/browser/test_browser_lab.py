@@ -154,5 +154,5 @@ def test_default_policy_on_the_sample(newcomer_lab: Lab, context: Any, artifacts
     nb.shot("1-miner-blocked")
     assert "This code was not run" in text
     assert "Mining cryptocurrency" in text
-    assert "This is strike 1. After 2 more, your use of Jupyter will be limited." in text
+    assert "This is strike 1. After 2 more, your use of Colab will be limited." in text
     assert not list(samples.glob("xmrig*"))

@@ -105,10 +105,10 @@ class ServerProc:
 
 def refused(res: dict[str, Any]) -> str | None:
     """The guard's reason when the server refused the execution, else None."""
-    if res["reply"].get("ename") != "PolicyViolation":
+    if res["reply"].get("ename") != "ProhibitedCodeError":
         return None
     for m in res["iopub"]:
         meta = m["content"].get("metadata", {}).get("colab_guard")
         if meta:
             return str(meta["reason"])
-    return "?"
+    return None  # refused by the kernel-side guard, not the server

@@ -157,3 +157,67 @@ async def test_policy_corrupted_then_deleted_keeps_policy_in_force(tmp_path):
 
 async def _blocked(kc, code: str) -> bool:
     return refused(await kc.execute(code)) == "block"
+
+
+@pytest.mark.postgres
+async def test_servers_starting_together_on_a_new_store_are_all_guarded(pg_cluster, tmp_path):
+    """Servers starting at the same time on a new database all load the guard (a lost
+    schema set-up race used to leave one of them running unguarded)."""
+    url = pg_cluster.url(pg_cluster.create_database())
+    servers = [
+        ServerProc(
+            tmp_path / f"s{i}",
+            {"ColabGuardApp": {"store_url": url, "policy_path": str(TEST_POLICY)}},
+        )
+        for i in range(3)
+    ]
+    try:
+        await asyncio.gather(*(s.start() for s in servers))
+        for s in servers:
+            me = await s.fetch("colab-guard/api/strikes/me")  # only with the guard loaded
+            assert me["strikes"] == 0
+            assert "could not be set up" not in s.log_text()
+    finally:
+        await asyncio.gather(*(s.stop() for s in servers))
+
+
+async def test_a_guard_that_cannot_load_refuses_every_kernel(tmp_path):
+    """A broken guard set-up never leaves the server running kernels unguarded."""
+    server = ServerProc(tmp_path / "srv", {"ColabGuardApp": {"store_url": "nosuchdb://x/y"}})
+    try:
+        await server.start()
+        with pytest.raises(Exception, match="503"):
+            await server.fetch("api/kernels", "POST", {"name": "python3"})
+        assert "could not be set up" in server.log_text()
+        kernels = await server.fetch("api/kernels")
+        assert kernels == []
+    finally:
+        await server.stop()
+
+
+async def test_store_unreachable_at_start_follows_fail_mode(tmp_path):
+    """A database that is down when the server starts: the guard still loads; block
+    findings are refused, other cells follow fail_mode (open here: they run)."""
+    from pgcluster import free_port
+
+    url = f"postgresql+psycopg://nobody:x@127.0.0.1:{free_port()}/nodb"
+    server = ServerProc(
+        tmp_path / "srv",
+        {
+            "ColabGuardApp": {
+                "store_url": url,
+                "policy_path": str(TEST_POLICY),
+                "fail_mode": "open",
+                "store_retry_interval": 60,
+            }
+        },
+    )
+    try:
+        await server.start()
+        kc = await server.kernel()
+        assert refused(await kc.execute(BLOCKED)) == "block"
+        assert (await kc.execute(BENIGN))["text"].strip() == "42"
+        spool = server.root / "data" / "colab_guard" / "spool.jsonl"
+        assert spool.exists()  # the strike waits for the database
+    finally:
+        await server.stop()

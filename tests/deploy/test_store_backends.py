@@ -146,3 +146,35 @@ def test_concurrent_writers_lose_nothing(store_url: str, tmp_path: Path):
     assert per_user == {"user0": 56, "user1": 52, "user2": 52, "replayed": len(shared)}
     assert not any((tmp_path / f"spool{w}.jsonl").exists() for w in range(workers))
     store.close()
+
+
+def test_many_stores_open_a_new_database_at_once(store_url: str) -> None:
+    """Several servers starting together on a new database: every one opens the store
+    (schema set-up serialised / retried), one schema version row."""
+    import threading
+
+    errors: list[BaseException] = []
+    stores: list[StrikeStore] = []
+    barrier = threading.Barrier(4)
+
+    def open_one() -> None:
+        try:
+            store = StrikeStore(store_url)
+            barrier.wait()
+            store.open()
+            stores.append(store)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(stores) == 4 and all(s.ready for s in stores)
+    with stores[0].engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(S.schema_version)).scalar()
+    assert rows == 1
+    for s in stores:
+        s.close()

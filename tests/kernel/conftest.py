@@ -11,9 +11,7 @@ from jupyter_client.blocking.client import BlockingKernelClient
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kernel_client import running_kernel
-
-FORBIDDEN_TOOL = "#!/bin/sh\necho ran >> side-effect.txt\n"
+from kernel_client import make_workdir, running_kernel
 
 
 def _analyzer_available() -> bool:
@@ -39,17 +37,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("analyzer"):
             item.add_marker(needs_analyzer)
-
-
-def make_workdir(path: Path) -> Path:
-    """A kernel cwd holding ./forbidden-tool, which leaves side-effect.txt when run."""
-    path.mkdir(parents=True, exist_ok=True)
-    tool = path / "forbidden-tool"
-    tool.write_text(FORBIDDEN_TOOL)
-    tool.chmod(0o755)
-    (path / "cmd.txt").write_text("./forbidden-tool --go\n")
-    (path / "port.txt").write_text("39123\n")
-    return path
 
 
 @pytest.fixture(scope="module")

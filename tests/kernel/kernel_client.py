@@ -148,3 +148,18 @@ def audit_events(workdir: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# (here, not in conftest.py: several test directories each have a conftest module)
+FORBIDDEN_TOOL = "#!/bin/sh\necho ran >> side-effect.txt\n"
+
+
+def make_workdir(path: Path) -> Path:
+    """A kernel cwd holding ./forbidden-tool, which leaves side-effect.txt when run."""
+    path.mkdir(parents=True, exist_ok=True)
+    tool = path / "forbidden-tool"
+    tool.write_text(FORBIDDEN_TOOL)
+    tool.chmod(0o755)
+    (path / "cmd.txt").write_text("./forbidden-tool --go\n")
+    (path / "port.txt").write_text("39123\n")
+    return path

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_workdir
-from kernel_client import audit_events, execute, running_kernel
+from kernel_client import audit_events, execute, make_workdir, running_kernel
 
 from jupyter_colab_guard.kernel.reports import PROTOCOL_FIELDS
 
@@ -67,17 +66,25 @@ def test_findings_are_posted_with_the_token(tmp_path: Path, collector: Collector
         assert r.status == "error"
         assert took < 1.5  # the failing, slow server did not hold the cell
         deadline = time.monotonic() + 15
-        while not collector.received and time.monotonic() < deadline:
+
+        def posted() -> list[dict[str, Any]]:
+            return [e for p in collector.received for e in p["body"]["events"]]
+
+        while not any(e["kind"] == "finding" for e in posted()) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert collector.attempts >= 2
     post = collector.received[0]
     assert post["path"] == "/colab-guard/api/kernel/reports"
     assert post["auth"] == "Bearer s3cret"
-    events = post["body"]["events"]
+    # the guard announced itself when it was installed, with its policy version
+    armed = [e for e in posted() if e["kind"] == "armed"]
+    assert len(armed) == 1 and armed[0]["policy_version"]
+    events = [e for e in posted() if e["kind"] != "armed"]
     assert len(events) == 1
     event = events[0]
     assert set(event) == set(PROTOCOL_FIELDS)
     assert event["kind"] == "finding" and event["rule"] == "test-forbidden-tool"
     assert event["cell_hash"] == hashlib.sha256(code.encode()).hexdigest()
     assert event["execution_count"] == r.reply["execution_count"]
-    assert [e["rule"] for e in audit_events(work)] == ["test-forbidden-tool"]  # also logged
+    logged = [e["rule"] for e in audit_events(work) if e["kind"] != "armed"]
+    assert logged == ["test-forbidden-tool"]  # also logged

@@ -75,11 +75,10 @@ class KernelClient:
             return msg
         return json.loads(raw)
 
-    async def execute(
-        self, code: str, user_expressions: dict[str, str] | None = None, timeout: float = 60
+    def execute_msg(
+        self, code: str, user_expressions: dict[str, str] | None = None
     ) -> dict[str, Any]:
-        """Run a cell; return {'reply': content, 'iopub': [msgs], 'text': stdout}."""
-        msg = self._msg(
+        return self._msg(
             "execute_request",
             {
                 "code": code,
@@ -90,26 +89,48 @@ class KernelClient:
                 "stop_on_error": True,
             },
         )
-        await self.send("shell", msg)
-        mid = msg["header"]["msg_id"]
-        reply, iopub, idle = None, [], False
+
+    async def collect(self, mids: list[str], timeout: float = 60) -> dict[str, dict[str, Any]]:
+        """Replies and iopub messages of several requests sent at once, by msg_id."""
+        out: dict[str, dict[str, Any]] = {
+            mid: {"reply": None, "iopub": [], "idle": False} for mid in mids
+        }
 
         async def loop() -> None:
-            nonlocal reply, idle
-            while reply is None or not idle:
+            while not all(r["reply"] is not None and r["idle"] for r in out.values()):
                 m = await self.recv()
-                if m.get("parent_header", {}).get("msg_id") != mid:
+                res = out.get(m.get("parent_header", {}).get("msg_id"))
+                if res is None:
                     continue
                 mt = m["header"]["msg_type"]
-                if mt == "execute_reply":
-                    reply = m["content"]
+                if mt in ("execute_reply", "debug_reply"):
+                    res["reply"] = m["content"]
+                    if mt == "debug_reply":
+                        res["idle"] = True
                 elif m.get("channel") == "iopub":
-                    iopub.append(m)
+                    res["iopub"].append(m)
                     if mt == "status" and m["content"]["execution_state"] == "idle":
-                        idle = True
+                        res["idle"] = True
 
         await asyncio.wait_for(loop(), timeout)
-        text = "".join(
-            m["content"].get("text", "") for m in iopub if m["header"]["msg_type"] == "stream"
-        )
-        return {"reply": reply, "iopub": iopub, "text": text}
+        for res in out.values():
+            res["text"] = "".join(
+                m["content"].get("text", "")
+                for m in res["iopub"]
+                if m["header"]["msg_type"] == "stream"
+            )
+        return out
+
+    async def execute(
+        self,
+        code: str,
+        user_expressions: dict[str, str] | None = None,
+        timeout: float = 60,
+        channel: str = "shell",
+    ) -> dict[str, Any]:
+        """Run a cell; return {'reply': content, 'iopub': [msgs], 'text': stdout}."""
+        msg = self.execute_msg(code, user_expressions)
+        await self.send(channel, msg)
+        mid = msg["header"]["msg_id"]
+        res = (await self.collect([mid], timeout))[mid]
+        return {"reply": res["reply"], "iopub": res["iopub"], "text": res["text"]}

@@ -126,6 +126,7 @@ async def test_cell_text_is_escaped(guard, jp_fetch, auth):
     code = "<script>alert('x')</script>\n!forbidden-tool"
     d = guard.check_execute(user_obj="alice", kernel_id="k", code=code)
     assert d.refuse
+    guard.show_evidence = True  # the operator lets users see their cells
     body = (await jp_fetch("colab-guard/", headers=auth("alice"))).body.decode()
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body
     assert "<script>alert(" not in body
@@ -184,4 +185,26 @@ async def test_kernel_report_token_bound_to_kernel(guard, jp_fetch):
             body=json.dumps(body),
             headers={"Authorization": f"Bearer {token_a}"},
         )
+    assert err.value.code == 403
+
+
+async def test_evidence_hidden_from_users_by_default(guard, jp_fetch, fetch_json, auth):
+    assert guard.show_evidence is False  # the default
+    code = "secret_marker = 1\n!forbidden-tool --hidden-arg"
+    assert guard.check_execute(user_obj="alice", kernel_id="k", code=code).refuse
+    me = await fetch_json("colab-guard", "api", "strikes", "me", user="alice")
+    assert me["strikes"] == 1
+    assert all("evidence" not in e and "cell_text" not in e for e in me["events"])
+    page = (await jp_fetch("colab-guard/", headers=auth("alice"))).body.decode()
+    assert "hidden-arg" not in page and "secret_marker" not in page
+    # admins still see everything
+    evs = await fetch_json("colab-guard", "api", "admin", "users", "alice", "events", user="root")
+    assert evs["events"][0]["cell_text"] == code and "hidden-arg" in evs["events"][0]["evidence"]
+
+
+async def test_terminals_are_refused(jp_fetch, auth):
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "terminals", method="POST", body="{}", headers=auth("alice"))
     assert err.value.code == 403

@@ -102,7 +102,8 @@ async def test_strike_survives_kill_9(server_dir: Path):
         kc = KernelClient(ws, V1)
         kernel_pid = int((await kc.execute("import os; print(os.getpid())"))["text"])
         res = await kc.execute("!forbidden-tool --now")
-        assert res["reply"]["ename"] == "PolicyViolation"
+        assert res["reply"]["ename"] == "ProhibitedCodeError"
+        assert any("colab_guard" in m["content"].get("metadata", {}) for m in res["iopub"])
         proc.send_signal(signal.SIGKILL)  # right after the warning was shown
         proc.wait(10)
         ws.close()

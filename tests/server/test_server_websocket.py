@@ -11,14 +11,16 @@ PROTOCOLS = [V1, "json"]
 
 
 def refused(result: dict) -> bool:
+    """Refused by the server (the kernel's own refusals have no colab_guard metadata)."""
     reply = result["reply"]
     types = [m["header"]["msg_type"] for m in result["iopub"]]
     return (
         reply["status"] == "error"
-        and reply["ename"] == "PolicyViolation"
+        and reply["ename"] == "ProhibitedCodeError"
         and types[0] == "status"
         and "display_data" in types
         and "error" in types
+        and any("colab_guard" in m["content"].get("metadata", {}) for m in result["iopub"])
     )
 
 
