@@ -18,7 +18,8 @@ from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
-from .service import DEFAULT_MESSAGE, GuardService
+from .service import GuardService
+from .settings import DEFAULT_MESSAGE, GuardSettings
 from .websocket import SETTINGS_KEY, guarded_connection_class
 
 
@@ -271,20 +272,22 @@ class ColabGuardApp(ExtensionApp):
             snapshot_dir=os.path.join(sa.runtime_dir, "colab_guard"),
             hub_admins=self.hub_admins,
             check_workers=self.check_workers,
+            settings=GuardSettings(
+                service_name=self.service_name,
+                message=self.message,
+                faq_url=self.faq_url or url_path_join(base, "colab-guard/faq"),
+                appeal_url=self.appeal_url or url_path_join(base, "colab-guard/") + "#appeal",
+                show_evidence=self.show_evidence,
+                check_timeout=self.check_timeout,
+                max_cell_size=self.max_cell_size,
+                max_report_bytes=self.max_report_bytes,
+                report_rate=(self.report_rate_limit, self.report_rate_window),
+                report_strikes=(self.report_strike_limit, self.report_strike_window),
+                arm_timeout=self.arm_timeout,
+                require_kernel_guard=self.require_kernel_guard,
+            ),
+            on_suspended=self._on_suspended,
         )
-        guard.service_name = self.service_name
-        guard.message = self.message
-        guard.check_timeout = self.check_timeout
-        guard.max_cell_size = self.max_cell_size
-        guard.max_report_bytes = self.max_report_bytes
-        guard.report_rate = (self.report_rate_limit, self.report_rate_window)
-        guard.report_strikes = (self.report_strike_limit, self.report_strike_window)
-        guard.arm_timeout = self.arm_timeout
-        guard.require_kernel_guard = self.require_kernel_guard
-        guard.faq_url = self.faq_url or url_path_join(base, "colab-guard/faq")
-        guard.appeal_url = self.appeal_url or url_path_join(base, "colab-guard/") + "#appeal"
-        guard.show_evidence = self.show_evidence
-        guard.on_suspended = self._on_suspended
         guard.load_initial_policy()
         self.guard = guard
 

@@ -1,0 +1,181 @@
+"""The server's authoritative check of one execution: decide, check_execute, analyse."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..analysis.findings import Finding, strongest_action
+from .escalation import Status
+from .kernels import KernelRegistry
+from .policy_holder import PolicyHolder
+from .pool import CheckPool
+from .recorder import Recorder
+from .settings import GuardSettings
+from .standing import UNKNOWN, UserStanding
+from .users import UserResolver
+
+log = logging.getLogger(__name__)
+
+
+def cell_hash(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass
+class Decision:
+    """What to do with one execute_request."""
+
+    refuse: bool
+    reason: str  # "" (allowed) | block | restricted | suspended | unavailable
+    user: str
+    findings: list[Finding]
+    status: Status
+    stored: bool = True
+
+
+class Checker:
+    def __init__(
+        self,
+        *,
+        settings: GuardSettings,
+        users: UserResolver,
+        standing: UserStanding,
+        policies: PolicyHolder,
+        kernels: KernelRegistry,
+        recorder: Recorder,
+        pool: CheckPool,
+    ) -> None:
+        self.settings = settings
+        self.users = users
+        self.standing = standing
+        self.policies = policies
+        self.kernels = kernels
+        self.recorder = recorder
+        self.pool = pool
+
+    def _unavailable(self, user: str, status: Status) -> Decision:
+        """No check could be made: ``fail_mode`` decides (closed: refused)."""
+        refuse = self.settings.fail_mode == "closed"
+        return Decision(refuse, "unavailable" if refuse else "", user, [], status)
+
+    async def decide(
+        self,
+        *,
+        user_obj: Any,
+        kernel_id: str,
+        code: str,
+        expressions: list[str] | None = None,
+        path: str | None = None,
+    ) -> Decision:
+        """The websocket's decision on one execution: the size cap, the kernel guard
+        requirement, then ``check_execute`` in the pool within ``check_timeout``. A check
+        that fails or times out follows ``fail_mode`` (closed: refused)."""
+        expressions = expressions or []
+        size = len(code) + sum(len(e) for e in expressions)
+        max_size = self.settings.max_cell_size
+        if size > max_size:
+            user = self.users.resolve_user(user_obj)
+            log.warning(
+                "colab-guard: cell of %d characters refused (max_cell_size %d), kernel %s",
+                size,
+                max_size,
+                kernel_id,
+            )
+            return Decision(True, "too_large", user, [], UNKNOWN)
+        if self.settings.require_kernel_guard and not await self.kernels.wait_armed(kernel_id):
+            return Decision(True, "unguarded", self.users.resolve_user(user_obj), [], UNKNOWN)
+        check = functools.partial(
+            self.check_execute,
+            user_obj=user_obj,
+            kernel_id=kernel_id,
+            code=code,
+            expressions=expressions,
+            path=path,
+        )
+        try:
+            return await self.pool.run(check)  # type: ignore[no-any-return]
+        except Exception as err:
+            what = "timed out" if isinstance(err, TimeoutError) else f"failed ({err!r})"
+            user = self.users.resolve_user(user_obj)
+            log.error(
+                "colab-guard: the check of a cell in kernel %s %s; fail_mode=%s",
+                kernel_id,
+                what,
+                self.settings.fail_mode,
+                exc_info=not isinstance(err, TimeoutError),
+            )
+            return self._unavailable(user, UNKNOWN)
+
+    def check_execute(
+        self,
+        *,
+        user_obj: Any,
+        kernel_id: str,
+        code: str,
+        expressions: list[str] | None = None,
+        path: str | None = None,
+    ) -> Decision:
+        """The authoritative check of one execute_request. Records before returning."""
+        user = self.users.resolve_user(user_obj)
+        expressions = expressions or []
+        findings = self.analyse(user, user_obj, kernel_id, code, expressions)
+        if findings is None:  # no usable policy
+            return self._unavailable(user, self.standing.safe_status(user) or UNKNOWN)
+        action = strongest_action(findings)
+        stored = True
+        full = code if not expressions else code + "\n" + "\n".join(expressions)
+        if action is not None:
+            top = max(findings, key=lambda f: ("log", "warn", "block").index(f.action))
+            stored = self.recorder.record(
+                user=user,
+                kind="finding",
+                source="server",
+                kernel_id=kernel_id,
+                path=path,
+                finding=top,
+                others=[f for f in findings if f is not top],
+                cell_hash=cell_hash(full),
+                cell_text=full,
+                strike=action in ("block", "warn"),
+            )
+        known = self.standing.safe_status(user)
+        status = known or UNKNOWN
+        if action == "block":
+            return Decision(True, "block", user, findings, status, stored)
+        if known is None and self.settings.fail_mode == "closed":
+            # the store is down: where the user stands is unknown (strikes are spooled)
+            return Decision(True, "unavailable", user, findings, status, stored)
+        if status.refuses:
+            self.recorder.record(
+                user=user,
+                kind=status.level,
+                source="server",
+                kernel_id=kernel_id,
+                path=path,
+                cell_hash=cell_hash(full),
+                strike=False,
+                action="refuse",
+            )
+            return Decision(True, status.level, user, findings, status, stored)
+        return Decision(False, "", user, findings, status, stored)
+
+    def analyse(
+        self, user: str, user_obj: Any, kernel_id: str, code: str, expressions: list[str]
+    ) -> list[Finding] | None:
+        """Findings for a cell and its user_expressions; None when no policy is loaded."""
+        analyzer = self.policies.analyzer
+        if analyzer is None:
+            return None
+        ident = self.users.identity(user, user_obj)
+        findings: list[Finding] = []
+        if code.strip():
+            sess, lock = self.policies.session(kernel_id, ident)
+            with lock:
+                findings = list(sess.check(code))
+        for expr in expressions:
+            findings += analyzer.check(expr, identity=ident)
+        return self.standing.drop_excepted(user, findings)

@@ -1,0 +1,149 @@
+"""The policy in force: loading, hot reload, snapshots for kernels, analysis sessions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from ..analysis import Analyzer
+from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
+from . import events as E
+from .settings import GuardSettings
+
+log = logging.getLogger(__name__)
+
+# an analysis session and the lock serialising its checks
+Session = tuple[Any, threading.Lock]
+
+
+class PolicyHolder:
+    def __init__(
+        self, policy_path: str | None, events: E.GuardEvents, settings: GuardSettings
+    ) -> None:
+        self.policy_path = policy_path
+        self.events = events
+        self.settings = settings
+        # copies of the policy in force, handed to new kernels: a policy file deleted or
+        # broken at run time must not leave new kernels without the policy in force
+        self.kernel_policy_path: str | None = policy_path
+        self.policy: Policy | None = None
+        self.analyzer: Analyzer | None = None
+        self._sig: tuple[Any, ...] | None = None
+        self._sessions: dict[tuple[str, str, str], Session] = {}
+        self._lock = threading.Lock()
+
+    def _file_sig(self) -> tuple[Any, ...] | None:
+        if not self.policy_path:
+            return None
+        try:
+            st = os.stat(self.policy_path)
+        except OSError:
+            return ("missing",)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def load_initial(self) -> None:
+        """Load at startup. A broken policy leaves the guard without one (fail mode)."""
+        self._sig = self._file_sig()
+        try:
+            self._set(*self._read())
+            self.events.emit(E.POLICY, self._event("loaded"))
+        except (PolicyError, OSError) as err:
+            log.error("colab-guard: policy %s refused:\n%s", self.policy_path, err)
+            self.events.emit(E.POLICY, self._event("refused", err))
+
+    def poll(self) -> bool | None:
+        """Hot reload: None = unchanged, True = new policy in force, False = refused."""
+        sig = self._file_sig()
+        if sig == self._sig:
+            return None
+        self._sig = sig
+        try:
+            policy, text = self._read()
+        except (PolicyError, OSError) as err:
+            log.error(
+                "colab-guard: new policy %s refused, the previous one stays in force:\n%s",
+                self.policy_path,
+                err,
+            )
+            self.events.emit(E.POLICY, self._event("refused", err))
+            return False
+        if self.policy is not None and policy.version == self.policy.version:
+            return None
+        self._set(policy, text)
+        log.info("colab-guard: policy %s reloaded (version %s)", self.policy_path, policy.version)
+        self.events.emit(E.POLICY, self._event("reloaded"))
+        return True
+
+    def _read(self) -> tuple[Policy, str | None]:
+        """The policy and the exact text it was built from (None: shipped default)."""
+        if not self.policy_path:
+            return load_policy(None), None
+        try:
+            with open(self.policy_path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError([Problem(self.policy_path, 0, "", f"cannot read: {exc}")]) from None
+        return parse_policy(text, self.policy_path), text
+
+    def _set(self, policy: Policy, text: str | None = None) -> None:
+        snapshot = self._snapshot(policy, text)
+        with self._lock:
+            self.policy = policy
+            self.analyzer = Analyzer(policy)
+            self._sessions.clear()
+            if snapshot:
+                self.kernel_policy_path = snapshot
+
+    def _snapshot(self, policy: Policy, text: str | None) -> str | None:
+        """Write the policy text in force to a private file for new kernels."""
+        snapshot_dir = self.settings.snapshot_dir
+        if text is None or not snapshot_dir:
+            return None
+        try:
+            os.makedirs(snapshot_dir, mode=0o700, exist_ok=True)
+            path = os.path.join(snapshot_dir, f"policy-{policy.version}.yaml")
+            if not os.path.exists(path):
+                tmp = f"{path}.{os.getpid()}.tmp"
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            return path
+        except OSError as err:  # kernels then read the operator's file directly
+            log.error("colab-guard: cannot write the policy snapshot: %s", err)
+            return None
+
+    def _event(self, status: str, err: Exception | None = None) -> dict[str, Any]:
+        problems: list[str] = []
+        if isinstance(err, PolicyError):
+            problems = [str(p) for p in getattr(err, "problems", [])] or [str(err)]
+        elif err is not None:
+            problems = [str(err)]
+        return {
+            "status": status,
+            "path": self.policy_path,
+            "version": self.policy.version if self.policy and status != "refused" else None,
+            "problems": problems,
+        }
+
+    # -- analysis sessions ------------------------------------------------------------
+
+    def session(self, kernel_id: str, identity: Identity) -> Session:
+        """The analysis session of (kernel, user, policy) and the lock that serialises
+        its checks (two tabs on one kernel check in two threads)."""
+        assert self.analyzer is not None and self.policy is not None
+        key = (kernel_id, identity.user or "", self.policy.version)
+        with self._lock:
+            entry = self._sessions.get(key)
+            if entry is None:
+                entry = self._sessions[key] = (
+                    self.analyzer.session(identity=identity),
+                    threading.Lock(),
+                )
+        return entry
+
+    def forget_sessions(self, kernel_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._sessions if k[0] == kernel_id]:
+                del self._sessions[key]
