@@ -14,29 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from kernel_client import make_workdir, running_kernel
 
 
-def _analyzer_available() -> bool:
-    try:
-        from jupyter_colab_guard.analysis import Analyzer  # noqa: F401
-        from jupyter_colab_guard.policy import load_policy  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-# tests marked `analyzer` need the lead's analyzer (jupyter_colab_guard.analysis)
-needs_analyzer = pytest.mark.skipif(
-    not _analyzer_available(), reason="jupyter_colab_guard.analysis not available"
-)
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "analyzer: needs jupyter_colab_guard.analysis")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("analyzer"):
-            item.add_marker(needs_analyzer)
+    config.addinivalue_line("markers", "analyzer: kernel tests that run the real analyzer")
 
 
 @pytest.fixture(scope="module")
