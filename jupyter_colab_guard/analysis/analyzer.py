@@ -39,7 +39,6 @@ SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re
 @dataclass
 class _Result:
     findings: list[Finding]
-    used_history: bool = False
 
 
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
@@ -214,7 +213,7 @@ class Analyzer:
                 )
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
-        return _Result(findings, scanner.used_history)
+        return _Result(findings)
 
     def _follow_names(
         self,

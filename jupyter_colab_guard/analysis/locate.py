@@ -22,7 +22,6 @@ _BODY_FIELDS = ("body", "handlers", "orelse", "finalbody")  # a match is kept wh
 class Snippet:
     first_line: int  # 1-based line of the transformed cell where the snippet starts
     text: str  # dedented, parsable on its own
-    header_only: bool = False
     indent: int = 0  # columns removed by the dedent
 
 
@@ -129,7 +128,7 @@ def snippet_for(node: ast.AST, lines: list[str]) -> Snippet:
         text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
     else:
         text = _dedent(lines[start - 1 : end], indent)
-    return Snippet(start - prefix.count("\n"), prefix + text, header_only, indent)
+    return Snippet(start - prefix.count("\n"), prefix + text, indent)
 
 
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:

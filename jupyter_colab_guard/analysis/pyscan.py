@@ -59,7 +59,6 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.wants_args: Callable[[str], bool] = lambda name: True
         self.bindings_only = False  # a scope for name resolution: no facts, no sinks
         self._local_only = False
-        self.used_history = False
         self.decoded: list[tuple[str, Anchor]] = []
         self._current: Anchor | None = None
         self.module: cst.Module | None = None  # the snippet being visited
@@ -73,10 +72,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         if name in self.bindings:
             return self.binding(name)
         if self.history is not None and not self._local_only:
-            found = self.history(name)
-            if found is not None:
-                self.used_history = True
-            return found
+            return self.history(name)
         return None
 
     def binding(self, name: str) -> Binding | None:
@@ -437,8 +433,6 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         scanner.wants_args = self.wants_args
         scanner.visit_snippet(module)
         scanner.finish()
-        if scanner.used_history:
-            self.used_history = True
 
     def finish(self) -> None:
         """Analyse decoded text (base64, hex, chr lists) again, as shell and as Python."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import builtins
 import re
 import warnings
 
@@ -16,7 +15,6 @@ from .locate import innermost, line_of, line_starts, snippet_for
 from .pyscan import Memory, PythonScanner
 from .transform import transform
 
-_BUILTINS = frozenset(dir(builtins))
 _BIND = re.compile(
     r"^[ \t]*(?:(?P<targets>[A-Za-z_][\w \t,]*?)[ \t]*(?::[^=\n]*)?[-+*/%|&^]?=(?!=)"
     r"|(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(?P<imports>[^\n#]+)"
@@ -145,6 +143,3 @@ class CellIndex:
         self._statements[snippet.first_line] = scanner
         return scanner
 
-
-def is_builtin(name: str) -> bool:
-    return name in _BUILTINS
