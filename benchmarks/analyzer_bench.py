@@ -78,7 +78,7 @@ loss_fn = nn.CrossEntropyLoss()""",
 
 
 def _chunks_of_real_code() -> list[str]:
-    """Top-level statements of real stdlib modules, cut to about 5..2000 lines."""
+    """Top-level statements of real stdlib modules, cut to at most 5..2000 lines."""
     import argparse as a
     import logging as lg
     import tarfile as tf
@@ -91,10 +91,10 @@ def _chunks_of_real_code() -> list[str]:
         lines = source.splitlines()
         for size in sizes:
             end = 0
-            for node in tree.body:
-                end = node.end_lineno or end
-                if end >= size:
+            for node in tree.body:  # whole statements, as many as fit in ``size`` lines
+                if end and (node.end_lineno or 0) > size:
                     break
+                end = node.end_lineno or end
             cells.append("\n".join(lines[:end]))
     return cells
 

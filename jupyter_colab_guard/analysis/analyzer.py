@@ -123,31 +123,34 @@ class Analyzer:
         return self.policy.filter(found, identity)
 
     # -- analysis ------------------------------------------------------------------
-    def gate(self, source: str, memory: Memory) -> tuple[bool, set[str] | None]:
-        """The cheap prefilter: (analyse in depth?, rules that can still match or None: all)."""
+    def gate(self, source: str, memory: Memory) -> tuple[bool, set[str] | None, TextIndex]:
+        """The cheap prefilter: (analyse in depth?, rules that can still match or None: all,
+        the words of the source for later passes)."""
         lowered = source.lower()
         tokens = TextIndex(lowered)
         marked = is_marked(source, tokens.tokens)
         if self.exhaustive or (marked and self.engine.always_deep):
-            return True, None
+            return True, None, tokens
         shell = marked or SHELL_ENTRY.search(source) is not None
         live = self.engine.live_rules(lowered, shell, tokens)
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
-        return deep, live
+        return deep, live, tokens
 
     def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
         try:
-            deep, live = self.gate(source, memory)
-            return self._deep(source, memory, history, live) if deep else _Result([])
+            deep, live, tokens = self.gate(source, memory)
+            return self._deep(source, memory, history, live, tokens) if deep else _Result([])
         except Exception as exc:  # the analyzer must never take the kernel or server down
             return _Result([self._error_finding(exc)])
 
-    def _wanted_lines(self, code: str, memory: Memory, live: set[str] | None) -> set[int]:
+    def _wanted_lines(
+        self, code: str, memory: Memory, live: set[str] | None, words: set[str]
+    ) -> set[int]:
         if self.exhaustive:
             return set(range(1, code.count("\n") + 2))
         lowered = code.lower()
         starts = line_starts(code)
-        wanted = marker_lines(code, lowered, TextIndex(lowered).tokens, starts)
+        wanted = marker_lines(code, lowered, words, starts)
         rules = self.engine.rule_line_keywords
         keywords: set[str] = set()
         for rule_id in live if live is not None else rules:
@@ -158,11 +161,16 @@ class Analyzer:
         return wanted
 
     def _deep(
-        self, source: str, memory: Memory, history: Lookup | None, live: set[str] | None
+        self,
+        source: str,
+        memory: Memory,
+        history: Lookup | None,
+        live: set[str] | None,
+        tokens: TextIndex,
     ) -> _Result:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            source = _user_alias(source, memory)
+            given, source = source, _user_alias(source, memory)
             try:  # plain Python: IPython's transforms would leave it as it is
                 tree = ast.parse(source)
                 code = source
@@ -179,7 +187,8 @@ class Analyzer:
         scanner.wants_args = self.engine.wants_args
         unparsed: list[int] = []
         done: set[int] = set()
-        wanted = snippets(code, tree, self._wanted_lines(code, memory, live))
+        words = tokens.tokens if code is given else TextIndex(code.lower()).tokens
+        wanted = snippets(code, tree, self._wanted_lines(code, memory, live, words))
         if len(wanted) > MAX_SNIPPETS:  # a flood of suspicious statements: check a bounded part
             unparsed.append(wanted[MAX_SNIPPETS].first_line)
             wanted = wanted[:MAX_SNIPPETS]
@@ -317,7 +326,7 @@ class Analyzer:
             message=rule.message,
             line=line,
             column=column,
-            evidence=fact.evidence[:300],
+            evidence=fact.shown()[:300],
             title=category.title if category else rule.category,
         )
 

@@ -33,6 +33,13 @@ class Fact:
     port: int | None = None  # connect
     evidence: str = ""
     anchor: Anchor = field(default_factory=Anchor)
+    source: cst.CSTNode | None = None  # rendered as the evidence only if a rule matches
+
+    def shown(self) -> str:
+        """The evidence text; code is rendered from ``source`` on first use (codegen is slow)."""
+        if not self.evidence and self.source is not None:
+            self.evidence = cst.Module([]).code_for_node(self.source)[:200]
+        return self.evidence
 
 
 class Unknown:

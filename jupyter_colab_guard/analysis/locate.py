@@ -12,6 +12,7 @@ import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 
 from ..policy.keywords import bare
 
@@ -26,8 +27,9 @@ class Snippet:
 
 
 def line_starts(code: str) -> list[int]:
-    starts = [0]
-    starts.extend(m.end() for m in re.finditer("\n", code))
+    """Offsets where each line begins (lines end at "\\n", as ast counts them); C-speed loop."""
+    starts = list(accumulate(map((1).__add__, map(len, code.split("\n"))), initial=0))
+    starts.pop()  # the offset past the end
     return starts
 
 

@@ -2,7 +2,7 @@
 
 A cell with a marker gets deep analysis even when no rule keyword shows, and so do the
 lines that hold one. Most markers are words (set lookups in the cell's words); the few
-that are syntax are one short regex.
+that are syntax are a handful of short regexes.
 """
 
 from __future__ import annotations
@@ -78,22 +78,29 @@ MARKER_WORDS = frozenset(
         "open_connection",
     }
 )
-SYNTAX = re.compile(
-    r"['\"]\s*\+\s*[rbfRBF]?['\"]|['\"]\s*\.join\(\s*(?:[\[(]|map|chr)|\[\s*::\s*-1\s*\]|"
-    r"sys\.modules|__dict__\[|%run|%alias|"
-    r"\.write(?:_text|_bytes|lines)?\(|\.connect(?:_ex)?\(|"  # files run later; sockets
-    r"^[ \t]*[!%][^\n]*[{$]",  # `!cmd {var}` / `%magic $var`: IPython substitutes variables
-    re.MULTILINE,
+# Several small patterns, not one alternation: each keeps a literal prefix the regex engine
+# can scan for, which makes the set about twice as fast on large cells.
+SYNTAX = tuple(
+    re.compile(pattern, re.MULTILINE)
+    for pattern in (
+        r"['\"]\s*\+\s*[rbfRBF]?['\"]",
+        r"['\"]\s*\.join\(\s*(?:[\[(]|map|chr)",
+        r"\[\s*::\s*-1\s*\]",
+        r"sys\.modules|__dict__\[|%run|%alias",
+        r"\.write(?:_text|_bytes|lines)?\(|\.connect(?:_ex)?\(",  # files run later; sockets
+        r"^[ \t]*[!%][^\n]*[{$]",  # `!cmd {var}` / `%magic $var`: IPython substitutes variables
+    )
 )
 
 
 def is_marked(source: str, tokens: set[str]) -> bool:
-    return not tokens.isdisjoint(MARKER_WORDS) or SYNTAX.search(source) is not None
+    return not tokens.isdisjoint(MARKER_WORDS) or any(p.search(source) for p in SYNTAX)
 
 
 def marker_lines(code: str, lowered: str, tokens: set[str], starts: list[int]) -> set[int]:
     """1-based lines of ``code`` that hold a marker."""
     found = tokens & MARKER_WORDS
     lines = keyword_lines(code, lowered, [word(w) for w in found], starts) if found else set()
-    lines.update(line_of(starts, m.start()) for m in SYNTAX.finditer(code))
+    for pattern in SYNTAX:
+        lines.update(line_of(starts, m.start()) for m in pattern.finditer(code))
     return lines

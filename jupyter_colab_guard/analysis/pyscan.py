@@ -291,8 +291,8 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                     name=name,
                     args=args,
                     kwargs=kwargs,
-                    evidence=cst.Module([]).code_for_node(node)[:200],
                     anchor=anchor,
+                    source=node,
                 )
             )
             if name in sinks.IMPORTERS and args and isinstance(args[0], str):
