@@ -114,6 +114,30 @@ async def test_appeals(guard, jp_fetch, fetch_json, auth):
     ]
 
 
+async def test_appeals_are_rate_limited_per_user_and_clipped(jp_fetch, fetch_json, auth):
+    from jupyter_colab_guard.server.handlers import APPEALS_PER_HOUR, MAX_APPEAL
+
+    async def appeal(user: str, message: str) -> int:
+        try:
+            r = await jp_fetch(
+                "colab-guard", "api", "appeals", method="POST", headers=auth(user),
+                body=json.dumps({"message": message}),
+            )  # fmt: skip
+        except HTTPClientError as err:
+            return err.code
+        return r.code
+
+    codes = [await appeal("alice", "x" * (MAX_APPEAL + 100)) for _ in range(APPEALS_PER_HOUR)]
+    assert codes == [201] * APPEALS_PER_HOUR
+    assert await appeal("alice", "one more") == 429  # a flood of appeals is refused
+    assert await appeal("bob", "mine") == 201  # another user's limit is untouched
+    assert await appeal("bob", "   ") == 400  # an empty appeal says nothing
+    stored = (await fetch_json("colab-guard", "api", "admin", "appeals", user="root"))["appeals"]
+    mine = [a for a in stored if a["user"] == "alice"]
+    assert len(mine) == APPEALS_PER_HOUR
+    assert {len(a["message"]) for a in mine} == {MAX_APPEAL}
+
+
 async def test_faq_one_anchor_per_category(jp_fetch, auth):
     r = await jp_fetch("colab-guard", "faq", headers=auth("alice"))
     body = r.body.decode()
