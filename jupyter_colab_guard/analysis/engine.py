@@ -67,6 +67,13 @@ class KeywordIndex:
         return found
 
 
+def _given_text(value: Value) -> str:
+    """An argument that is there: its literal text, or "" when it is not a literal (so '.*'
+    means 'given' and any pattern that needs characters needs a literal)."""
+    text = _value_text(value)
+    return "" if text is None else text
+
+
 def _value_text(value: Value) -> str | None:
     if value is UNKNOWN or isinstance(value, list | tuple | dict):
         return None
@@ -176,12 +183,10 @@ class Engine:
     @staticmethod
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
         for index, pattern in leaf.args:
-            text = _value_text(fact.args[index]) if index < len(fact.args) else None
-            if text is None or not pattern.search(text):
+            if index >= len(fact.args) or not pattern.search(_given_text(fact.args[index])):
                 return False
         for name, pattern in leaf.kwargs:
-            text = _value_text(fact.kwargs.get(name, UNKNOWN))
-            if text is None or not pattern.search(text):
+            if name not in fact.kwargs or not pattern.search(_given_text(fact.kwargs[name])):
                 return False
         return True
 

@@ -7,6 +7,7 @@ import base64
 import binascii
 import codecs
 import posixpath
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -336,6 +337,13 @@ class Folder:
             and all(isinstance(v, str) for v in values)
         ):
             return posixpath.join(*values)  # type: ignore[arg-type]
+        if name == "shlex.split" and values and isinstance(values[0], str):
+            return shlex.split(values[0])  # Popen(shlex.split(f"./miner -o {pool}"))
+        if name in ("shlex.join", "subprocess.list2cmdline") and values:
+            items = values[0]
+            if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+                return " ".join(items)  # type: ignore[arg-type]
+            return UNKNOWN
         if name == "reversed" and values and isinstance(values[0], str | list):
             return list(reversed(values[0]))  # type: ignore[arg-type]
         return UNKNOWN

@@ -61,6 +61,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self._local_only = False
         self.decoded: list[tuple[str, Anchor]] = []
         self._current: Anchor | None = None
+        self._prose: set[int] = set()  # literals printed as text: words, not actions
         self.module: cst.Module | None = None  # the snippet being visited
         self.base = 0
         self.indent = 0
@@ -251,6 +252,8 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
     def _string_fact(self, value_node: cst.BaseExpression, at: cst.CSTNode) -> None:
         if self.bindings_only or isinstance(value_node, cst.Name | cst.Integer | cst.Float):
             return
+        if id(value_node) in self._prose:
+            return
         value = self._fold_local(value_node)
         text = as_text(value)
         if text is None and isinstance(value, list | tuple):
@@ -279,6 +282,8 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
 
     def _call(self, node: cst.Call) -> None:
         name = self.folder.qual(node.func)
+        if name == "print" and self.depth == 0:  # `print("e.g. hashcat ... rockyou.txt")`
+            self._prose.update(id(a.value) for a in node.args if not a.keyword)
         fold = self.folder.fold if name and self.wants_args(name) else self._fold_local
         positional = [a.value for a in node.args if not a.keyword and not a.star]
         args = tuple(fold(a) for a in positional)

@@ -78,6 +78,22 @@ def program_name(token: str) -> str:
     return posixpath.basename(token).lower()
 
 
+# Release builds carry a version or platform after the name: ttyd.x86_64, xmrig-6.21.0,
+# ngrok-v3-stable-linux-amd64. Only such parts are cut, so ssh-keygen stays ssh-keygen.
+_RELEASE_PART = re.compile(
+    r"[-_.](?:v?\d[\w.]*|linux(?:64)?|amd64|x86_64|x86-64|x86|x64|arm64|aarch64|armv\d\w*|"
+    r"arm|i[36]86|386|static|stable|musl|gnu|glibc|bin|elf|appimage)$"
+)
+
+
+def release_base(program: str) -> str:
+    """The tool a release file name stands for, or the name itself."""
+    base = program
+    while (cut := _RELEASE_PART.search(base)) is not None and cut.start() > 0:
+        base = base[: cut.start()]
+    return base
+
+
 def _tokenize(line: str) -> list[str]:
     lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|()<>")
     lexer.whitespace_split = True
@@ -301,7 +317,7 @@ class ShellScanner:
         self.facts.add(
             Fact("shell", name=program, text=" ".join(args), evidence=evidence, anchor=anchor)
         )
-        original = self.renames.get(program)
+        original = self.renames.get(program) or release_base(program)
         if original and original != program:
             self.facts.add(
                 Fact(
@@ -440,10 +456,10 @@ def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:
         manager, rest = "apt", args
     elif program == "dpkg" and ("-i" in args or "--install" in args):
         return "apt", [a for a in args if not a.startswith("-")]
-    elif program in ("npm", "pnpm") and any(a in ("-g", "--global") for a in args):
+    elif program in ("npm", "pnpm"):  # global or into the project: either way it runs here
         manager, rest = "npm", [a for a in args if a not in ("-g", "--global")]
-    elif program == "yarn" and args[:2] == ["global", "add"]:
-        return "npm", [a for a in args[2:] if not a.startswith("-")]
+    elif program == "yarn" and args[:1] in (["add"], ["global"]):
+        return "npm", [a for a in args[1:] if not a.startswith("-") and a != "add"]
     if not manager:
         return "", []
     verbs = {"install", "add", "i", "create"}
