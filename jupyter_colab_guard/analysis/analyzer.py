@@ -208,7 +208,7 @@ class Analyzer:
                 )
                 continue
             scanner.history = index.lookup_before(snip.first_line)
-            scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
         followed = self._follow_names(code, tree, facts, scanner, index, done)
         scanner.finish()
         memory.sink_names.update(followed)
@@ -247,7 +247,7 @@ class Analyzer:
             except Exception:
                 continue
             scanner.history = index.lookup_before(snip.first_line)
-            scanner.visit_snippet(module, snip.first_line - 1, snip.indent)
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
         return names
 
     def _findings(

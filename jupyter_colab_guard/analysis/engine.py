@@ -182,6 +182,8 @@ class Engine:
     # -- leaf tests ------------------------------------------------------------
     @staticmethod
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
+        if leaf.looped and not fact.anchor.looped:
+            return False
         for index, pattern in leaf.args:
             if index >= len(fact.args) or not pattern.search(_given_text(fact.args[index])):
                 return False

@@ -24,6 +24,7 @@ class Snippet:
     first_line: int  # 1-based line of the transformed cell where the snippet starts
     text: str  # dedented, parsable on its own
     indent: int = 0  # columns removed by the dedent
+    looped: bool = False  # inside an endless loop
 
 
 def line_starts(code: str) -> list[int]:
@@ -70,11 +71,17 @@ def _WORDCHAR(char: str) -> bool:
 
 
 def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
-    """The innermost statement (or except handler) whose lines contain ``line``.
+    return innermost_in_loop(statements, line)[0]
+
+
+def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | None, bool]:
+    """The innermost statement (or except handler) whose lines contain ``line``, and whether
+    it sits in an endless loop (the loop's own header counts).
 
     Each level is a binary search over a body list in source order: O(depth * log n).
     """
     found: ast.AST | None = None
+    looped = False
     bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
     while bodies:
         node = None
@@ -86,8 +93,21 @@ def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
         if node is None:
             break
         found = node
+        looped = looped or _endless(node)
         bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
-    return found
+    return found, looped
+
+
+def _endless(node: ast.AST) -> bool:
+    """`while True:` / `while 1:` / `for _ in itertools.count():` (and `iter(int, 1)`)."""
+    if isinstance(node, ast.While):
+        test = node.test
+        return isinstance(test, ast.Constant) and bool(test.value) and not node.orelse
+    if isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
+        func = node.iter.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in ("count", "cycle") or (name == "iter" and len(node.iter.args) == 2)
+    return False
 
 
 def _lineno(node: ast.AST) -> int:
@@ -115,7 +135,7 @@ def _prefix(node: ast.AST, first: str) -> str:
     return ""
 
 
-def snippet_for(node: ast.AST, lines: list[str]) -> Snippet:
+def snippet_for(node: ast.AST, lines: list[str], looped: bool = False) -> Snippet:
     """Source of a statement; for a compound statement only its header, with `pass`."""
     start = node.lineno  # type: ignore[attr-defined]
     end = node.end_lineno or start  # type: ignore[attr-defined]
@@ -130,7 +150,7 @@ def snippet_for(node: ast.AST, lines: list[str]) -> Snippet:
         text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
     else:
         text = _dedent(lines[start - 1 : end], indent)
-    return Snippet(start - prefix.count("\n"), prefix + text, indent)
+    return Snippet(start - prefix.count("\n"), prefix + text, indent, looped)
 
 
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
@@ -138,10 +158,10 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     seen: set[int] = set()
     out: list[Snippet] = []
     for line in sorted(wanted):
-        node = innermost(tree.body, line)
+        node, looped = innermost_in_loop(tree.body, line)
         if node is None or node.lineno in seen:  # type: ignore[attr-defined]
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]
-        out.append(snippet_for(node, lines))
+        out.append(snippet_for(node, lines, looped))
     out.sort(key=lambda s: s.first_line)
     return out

@@ -65,6 +65,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.module: cst.Module | None = None  # the snippet being visited
         self.base = 0
         self.indent = 0
+        self.looped = False
         self.folder = Folder(self.lookup, self._on_decoded)
         self.shell = ShellScanner(facts, memory.files, memory.renames, self.scan_python_text)
 
@@ -129,10 +130,19 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
     def anchor(self, node: cst.CSTNode, offset: int = 0) -> Anchor:
         if self.outer is not None:
             return self.outer
-        return Anchor(node, offset, module=self.module, base=self.base, indent=self.indent)
+        return Anchor(
+            node,
+            offset,
+            module=self.module,
+            base=self.base,
+            indent=self.indent,
+            looped=self.looped,
+        )
 
-    def visit_snippet(self, module: cst.Module, base: int = 0, indent: int = 0) -> None:
-        self.module, self.base, self.indent = module, base, indent
+    def visit_snippet(
+        self, module: cst.Module, base: int = 0, indent: int = 0, looped: bool = False
+    ) -> None:
+        self.module, self.base, self.indent, self.looped = module, base, indent, looped
         module.visit(self)
 
     def _on_decoded(self, text: str) -> None:

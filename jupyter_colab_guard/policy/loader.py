@@ -98,6 +98,15 @@ class _Reader:
             return default
         return str(node.value)
 
+    def flag(self, node: Node | None, key: str) -> bool:
+        """An optional true/false."""
+        if node is None:
+            return False
+        if not (isinstance(node, ScalarNode) and node.value in ("true", "false")):
+            self.error(node, key, "must be true or false")
+            return False
+        return node.value == "true"
+
     def choice(self, node: Node | None, key: str, choices: tuple[str, ...]) -> str | None:
         value = self.string(node, key)
         if value is not None and value not in choices:
@@ -210,13 +219,19 @@ class _PolicyBuilder:
                 return None
             return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern))
         if kind == "call":
-            f = r.mapping(node, key, {"name"}, {"args", "kwargs"})
+            f = r.mapping(node, key, {"name"}, {"args", "kwargs", "looped"})
             names = r.strings(f.get("name"), f"{key}.name")
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
+            looped = r.flag(f.get("looped"), f"{key}.looped")
             keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
             return Leaf(
-                kind, names=names, args=tuple(args), kwargs=tuple(kwargs), keywords=keywords
+                kind,
+                names=names,
+                args=tuple(args),
+                kwargs=tuple(kwargs),
+                looped=looped,
+                keywords=keywords,
             )
         if kind == "shell":
             f = r.mapping(node, key, {"program"}, {"args"})

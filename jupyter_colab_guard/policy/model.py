@@ -29,6 +29,7 @@ class Leaf:
     pattern: re.Pattern[str] | None = None  # url/string regex, shell args regex, connect host
     args: tuple[tuple[int, re.Pattern[str]], ...] = ()  # call positional conditions
     kwargs: tuple[tuple[str, re.Pattern[str]], ...] = ()  # call keyword conditions
+    looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
     ports: tuple[int, ...] = ()  # connect ports
     keywords: tuple[str, ...] = ()  # lower-case literals any match must contain
     index: int = -1  # position in Policy.leaves, set by the loader
