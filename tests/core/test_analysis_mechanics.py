@@ -1,0 +1,143 @@
+"""Analyzer mechanics added for real-world forms: release names, loops, given arguments,
+printed prose, shlex folding and local npm installs (each on a small policy of its own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jupyter_colab_guard.analysis import Analyzer
+from jupyter_colab_guard.analysis.shell import release_base
+from jupyter_colab_guard.policy import load_policy
+from jupyter_colab_guard.policy.loader import PolicyError
+
+HEAD = """version: 1
+name: mechanics
+categories:
+  - id: misuse
+    title: Misuse
+    description: Test category.
+    action: block
+    severity: high
+rules:
+"""
+
+
+def rule(rule_id: str, match: str) -> str:
+    return (
+        f"  - id: {rule_id}\n    category: misuse\n    message: Test rule.\n"
+        f"    match:\n{match}\n"
+        '    examples:\n      match: ["x"]\n      no_match: ["x = 1"]\n'
+    )
+
+
+@pytest.fixture(scope="module")
+def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
+    rules = [
+        rule("flood", "      call: {name: [net.send], looped: true}"),
+        rule("given", "      call: {name: [vault.open], kwargs: {password: '.*'}}"),
+        rule("literal", "      call: {name: [vault.open], kwargs: {password: '^hunter2$'}}"),
+        rule("tool", "      shell: {program: [ttyd, ngrok]}"),
+        rule("wordlist", "      string: 'rockyou\\.txt'"),
+        rule("pool", "      string: 'pool\\.example:3333'"),
+        rule("webtorrent", "      install: {manager: [npm], package: [webtorrent]}"),
+    ]
+    path = tmp_path_factory.mktemp("policy") / "mechanics.yaml"
+    path.write_text(HEAD + "".join(rules))
+    return Analyzer(load_policy(path))
+
+
+def hits(analyzer: Analyzer, cell: str) -> set[str]:
+    return {f.rule for f in analyzer.check(cell)}
+
+
+@pytest.mark.parametrize(
+    ("name", "tool"),
+    [
+        ("ttyd.x86_64", "ttyd"),
+        ("ngrok-v3-stable-linux-amd64", "ngrok"),
+        ("xmrig-6.21.0", "xmrig"),
+        ("mhddos_proxy_linux_arm64", "mhddos_proxy"),
+        ("ssh-keygen", "ssh-keygen"),
+        ("t-rex", "t-rex"),
+        ("frpc", "frpc"),
+    ],
+)
+def test_release_file_names_stand_for_their_tool(name: str, tool: str) -> None:
+    assert release_base(name) == tool
+
+
+def test_release_named_binary_is_the_tool(analyzer: Analyzer) -> None:
+    assert hits(analyzer, "!./ttyd.x86_64 -W -p 7681 bash") == {"tool"}
+    assert hits(analyzer, "!./ngrok-v3-stable-linux-amd64 http 8000") == {"tool"}
+    assert hits(analyzer, "!./ttydemo -p 1") == set()
+
+
+@pytest.mark.parametrize(
+    "loop",
+    ["while True:", "while 1:", "for _ in itertools.count():", "for _ in iter(int, 1):"],
+)
+def test_looped_call_inside_endless_loops_at_any_depth(analyzer: Analyzer, loop: str) -> None:
+    body = "        if ok:\n            net.send(x)\n"
+    cell = f"import net, itertools\ndef worker():\n    {loop}\n{body}"
+    assert "flood" in hits(analyzer, cell)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "import net\nnet.send(x)",
+        "import net\nfor i in range(10):\n    net.send(x)",
+        "import net\nwhile n < 3:\n    net.send(x)\n    n += 1",
+        "import net\nwhile True:\n    break\nnet.send(x)",
+    ],
+)
+def test_looped_call_not_outside_endless_loops(analyzer: Analyzer, cell: str) -> None:
+    assert "flood" not in hits(analyzer, cell)
+
+
+def test_given_argument_matches_dot_star_even_when_not_literal(analyzer: Analyzer) -> None:
+    assert hits(analyzer, "import vault\nvault.open('db', password=word)") == {"given"}
+    assert hits(analyzer, "import vault\nvault.open('db', password='hunter2')") == {
+        "given",
+        "literal",
+    }
+    assert hits(analyzer, "import vault\nvault.open('db')") == set()
+
+
+def test_printed_strings_are_prose_but_used_strings_are_not(analyzer: Analyzer) -> None:
+    assert hits(analyzer, 'print("e.g. hashcat -a 0 h.txt rockyou.txt")') == set()
+    assert hits(analyzer, 'w = "rockyou.txt"\nprint(w)') == {"wordlist"}
+    assert hits(analyzer, 'import os\nprint(os.system("cat rockyou.txt"))') == {"wordlist"}
+
+
+def test_shlex_split_of_fstring_with_earlier_cell_values(analyzer: Analyzer) -> None:
+    session = analyzer.session()
+    assert session.check('host = "pool.example"\nport = 3333') == []
+    cell = "import shlex, subprocess\nsubprocess.Popen(shlex.split(f'./m -o {host}:{port}'))"
+    assert {f.rule for f in session.check(cell)} == {"pool"}
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "!npm install webtorrent@1",
+        "!npm i -g webtorrent",
+        "!yarn add webtorrent",
+        "!pnpm add webtorrent",
+    ],
+)
+def test_npm_installs_local_or_global(analyzer: Analyzer, cell: str) -> None:
+    assert hits(analyzer, cell) == {"webtorrent"}
+
+
+def test_looped_must_be_a_boolean(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEAD + rule("flood", "      call: {name: [net.send], looped: maybe}"))
+    with pytest.raises(PolicyError) as err:
+        load_policy(path)
+    assert any(
+        p.key.endswith("match.call.looped") and "true or false" in p.message
+        for p in err.value.problems
+    ), err.value.problems
