@@ -49,7 +49,7 @@ def test_rule_examples(rule) -> None:  # type: ignore[no-untyped-def]
 def test_every_category_has_cases() -> None:
     counts = Counter(case["category"] for case in POSITIVE)
     assert set(counts) == CATEGORIES
-    assert sum(case["evasive"] for case in POSITIVE) >= 0.4 * len(POSITIVE)
+    assert sum(case["evasive"] for case in POSITIVE) >= 0.35 * len(POSITIVE)
     assert len(NEGATIVE) >= 40
 
 
