@@ -156,6 +156,7 @@ class Analyzer:
         for rule_id in live if live is not None else rules:
             keywords |= rules.get(rule_id, set())
         keywords |= {name.lower() for name in _memory_names(memory)}
+        keywords |= set(_env_refs(memory))
         keywords |= {word(name.lower()) for name in memory.sink_names}
         wanted |= keyword_lines(code, lowered, keywords, starts)
         return wanted
@@ -371,7 +372,14 @@ def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:
     """The cell names a file, alias or sink name an earlier cell left behind."""
     if any(name.lower() in lowered for name in _memory_names(memory)):
         return True
+    if any(ref in lowered for ref in _env_refs(memory)):
+        return True
     return any(name.lower() in tokens for name in memory.sink_names)
+
+
+def _env_refs(memory: Memory) -> list[str]:
+    """How shell text refers to the environment variables earlier cells set ($X, ${X})."""
+    return [ref for n in memory.environ for ref in (f"${n.lower()}", f"${{{n.lower()}}}")]
 
 
 def _user_alias(source: str, memory: Memory) -> str:

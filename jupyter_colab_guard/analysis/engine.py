@@ -130,6 +130,12 @@ class Engine:
                     self.gate_rules[gate][keyword].append(rule.id)
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         self.always_deep = bool(self.always_live)
+        # 'all' rules: every part's keywords must show, not only the most selective part's
+        self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
+        for rule in rules:
+            checks = _conjuncts(rule.match)
+            if checks and rule.id not in self.always_live:
+                self.conjuncts[rule.id] = checks
 
     def wants_args(self, qualname: str) -> bool:
         """Whether a call's arguments matter enough to resolve names for them."""
@@ -155,6 +161,9 @@ class Engine:
                 continue
             for keyword in index.hits(lowered, text):
                 live.update(self.gate_rules[gate][keyword])
+        for rule_id in [r for r in live if r in self.conjuncts]:
+            if not all(_shows(check, lowered, text) for check in self.conjuncts[rule_id]):
+                live.discard(rule_id)
         return live
 
     def _index(self, leaf: Leaf) -> None:
@@ -384,6 +393,37 @@ def _generic(kind: str, keyword: str) -> bool:
         return False
     plain = bare(keyword)
     return plain == keyword or plain in GENERIC_PROGRAMS
+
+
+# The loops `looped: true` calls need (locate._endless), as they show in lower-cased text.
+# Separate literal-prefixed patterns: each is a fast scan.
+ENDLESS_LOOP = tuple(
+    re.compile(p)
+    for p in (r"while[\s(]*(?:true|[1-9]|['\"])", r"count\s*\(", r"cycle\s*\(", r"iter\s*\(")
+)
+
+
+def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[re.Pattern[str], ...]]:
+    """For a top-level `all`: one check per part that must show in the text (sound: every
+    part of an `all` must match, and a part with a requirement needs one of its keywords)."""
+    if not isinstance(matcher, Combinator) or matcher.op != "all":
+        return []
+    checks: list[KeywordIndex | tuple[re.Pattern[str], ...]] = []
+    for child in matcher.children:
+        requirement = _requirement(child)
+        if requirement:
+            checks.append(KeywordIndex(k for _, k in requirement))
+        if isinstance(child, Leaf) and child.looped:
+            checks.append(ENDLESS_LOOP)
+    return checks
+
+
+def _shows(
+    check: KeywordIndex | tuple[re.Pattern[str], ...], lowered: str, text: TextIndex
+) -> bool:
+    if isinstance(check, tuple):
+        return any(p.search(lowered) for p in check)
+    return bool(check.hits(lowered, text))
 
 
 def _requirement(matcher: Matcher) -> Requirement | None:

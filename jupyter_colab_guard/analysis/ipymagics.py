@@ -100,6 +100,10 @@ class MagicsMixin:
             if command:
                 self.memory.shell_aliases[alias] = command
                 self.shell.scan(command.replace("%s", "").replace("%l", ""), anchor, self.depth)
+        elif name in ("env", "set_env"):  # %env POOL=host:3333 / %env POOL host:3333
+            match = re.match(r"\s*([A-Za-z_]\w*)\s*(?:=\s*|\s+)(\S.*?)\s*$", line)
+            if match:
+                self.memory.environ[match.group(1)] = match.group(2)
         elif name in self.memory.shell_aliases:
             self.shell.scan(f"{self.memory.shell_aliases[name]} {line}", anchor, self.depth)
 

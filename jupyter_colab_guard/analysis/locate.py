@@ -100,9 +100,14 @@ def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | 
 
 def _endless(node: ast.AST) -> bool:
     """`while True:` / `while 1:` / `for _ in itertools.count():` (and `iter(int, 1)`)."""
-    if isinstance(node, ast.While):
+    if isinstance(node, ast.While):  # the forms engine.ENDLESS_LOOP looks for
         test = node.test
-        return isinstance(test, ast.Constant) and bool(test.value) and not node.orelse
+        return (
+            isinstance(test, ast.Constant)
+            and isinstance(test.value, bool | int | str)
+            and bool(test.value)
+            and not node.orelse
+        )
     if isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
         func = node.iter.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")

@@ -73,6 +73,9 @@ MARKER_WORDS = frozenset(
         "execve",
         "execvp",
         "execvpe",
+        # values later shell lines read ($POOL)
+        "environ",
+        "putenv",
         # the network
         "create_connection",
         "open_connection",

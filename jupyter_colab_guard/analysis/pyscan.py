@@ -28,6 +28,7 @@ class Memory:
     magic_aliases: dict[str, str] = field(default_factory=lambda: {"file": "writefile"})
     shell_aliases: dict[str, str] = field(default_factory=dict)  # %alias name -> command
     sink_names: set[str] = field(default_factory=set)  # names bound to os/subprocess/... things
+    environ: dict[str, str] = field(default_factory=dict)  # %env / os.environ values set
 
 
 def _argv(value: Value) -> list[str] | None:
@@ -67,7 +68,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.indent = 0
         self.looped = False
         self.folder = Folder(self.lookup, self._on_decoded)
-        self.shell = ShellScanner(facts, memory.files, memory.renames, self.scan_python_text)
+        self.shell = ShellScanner(
+            facts, memory.files, memory.renames, self.scan_python_text, memory.environ
+        )
 
     # -- scope --------------------------------------------------------------
     def lookup(self, name: str) -> Binding | None:
@@ -118,6 +121,8 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         return out
 
     def _bind(self, target: cst.BaseExpression, value_node: cst.BaseExpression) -> None:
+        if isinstance(target, cst.Subscript):
+            self._set_env(target, value_node)
         if not isinstance(target, cst.Name):
             return
         path = self._open_for_write(value_node)
@@ -201,6 +206,17 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                 for t, v in zip(target.target.elements, node.value.elements, strict=False):
                     self._bind(t.value, v.value)
         self._string_fact(node.value, node)
+
+    def _set_env(self, target: cst.Subscript, value_node: cst.BaseExpression) -> None:
+        """`os.environ["POOL"] = "..."`: a later `!miner -o $POOL` sees the value."""
+        if self.bindings_only or len(target.slice) != 1:
+            return
+        key = target.slice[0].slice
+        if not isinstance(key, cst.Index) or self.folder.qual(target.value) != "os.environ":
+            return
+        name, value = as_text(self.folder.fold(key.value)), as_text(self.folder.fold(value_node))
+        if name and value is not None:
+            self.memory.environ[name] = value
 
     def leave_AnnAssign(self, node: cst.AnnAssign) -> None:
         if node.value is not None:

@@ -21,6 +21,7 @@ _BIND = re.compile(
     r"|for[ \t]+(?P<loop>[\w, \t]+?)[ \t]+in\b)|\bas[ \t]+(?P<as>[A-Za-z_]\w*)",
     re.MULTILINE,
 )
+MAX_MENTIONS = 100  # a name found more often: index every binding of the cell at once
 PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, names stay unknown
 # A binding worth parsing: it imports, holds a literal, touches a marked construct, or makes
 # an instance of a library class (`s = socket.socket(...)`: later `s.sendto` is a rule's call).
@@ -43,7 +44,9 @@ class CellIndex:
         self._cache: dict[tuple[str, int], Binding | None] = {}
         self._statements: dict[int, PythonScanner | None] = {}  # first line -> its scope
         self._budget = PARSE_BUDGET
-        self._index: dict[str, list[int]] | None = None
+        self._index: dict[str, list[int]] | None = None  # every name, when built
+        self._by_name: dict[str, list[int]] = {}
+        self._starts = line_starts(code)
 
     @classmethod
     def from_source(cls, source: str, outer: Lookup | None = None) -> CellIndex:
@@ -86,33 +89,30 @@ class CellIndex:
             self._cache[key] = self._resolve_here(name, 1 << 30)
         return self._cache[key]
 
-    def _binding_lines(self) -> dict[str, list[int]]:
-        """name -> lines that may bind it, from one regex pass over the cell."""
-        if self._index is None:
-            index: dict[str, list[int]] = {}
-            starts = line_starts(self.code)
-            for m in _BIND.finditer(self.code):
-                names: list[str] = []
-                if m.group("targets"):
-                    names = [t.strip() for t in m.group("targets").split(",")]
-                elif m.group("imports"):
-                    for part in m.group("imports").strip("() \t").split(","):
-                        bits = part.split()
-                        if bits:
-                            names.append(bits[-1] if len(bits) == 3 else bits[0].split(".")[0])
-                elif m.group("loop"):
-                    names = [t.strip() for t in m.group("loop").split(",")]
-                elif m.group("as"):
-                    names = [m.group("as")]
-                line = line_of(starts, m.start())
-                for name in names:
-                    if name.isidentifier():
-                        index.setdefault(name, []).append(line)
-            self._index = index
-        return self._index
+    def _binding_lines(self, name: str) -> list[int]:
+        """Lines that may bind ``name``. Few names are ever asked for, so each is looked up
+        on its own (lines that mention it, confirmed with _BIND); a name on very many lines
+        falls back to one regex pass over the whole cell."""
+        found = self._by_name.get(name)
+        if found is not None:
+            return found
+        if self._index is not None:
+            return self._index.get(name, [])
+        lines = (
+            _mentions(self.code, name, self._starts)
+            if self.code.count(name) <= MAX_MENTIONS  # C-speed count of raw occurrences
+            else None
+        )
+        if lines is None:
+            self._index = _all_bindings(self.code, self._starts)
+            return self._index.get(name, [])
+        text = self.code.split("\n")  # the lines _BIND's `^` sees, as line_starts counts them
+        found = [n for n in lines if name in _bound_names(text[n - 1])]
+        self._by_name[name] = found
+        return found
 
     def _resolve_here(self, name: str, line: int) -> Binding | None:
-        lines = self._binding_lines().get(name)
+        lines = self._binding_lines(name)
         if not lines:
             return None
         tree = self.tree
@@ -145,3 +145,50 @@ class CellIndex:
         self._statements[snippet.first_line] = scanner
         return scanner
 
+
+def _mentions(code: str, name: str, starts: list[int]) -> list[int]:
+    """1-based lines where ``name`` stands as a word (not after a dot)."""
+    lines: list[int] = []
+    size, pos = len(name), code.find(name)
+    while pos != -1:
+        before = code[pos - 1] if pos else " "
+        after = code[pos + size] if pos + size < len(code) else " "
+        if not (before.isalnum() or before in "_.") and not (after.isalnum() or after == "_"):
+            line = line_of(starts, pos)
+            lines.append(line)
+            if line >= len(starts):
+                break
+            pos = code.find(name, starts[line])  # go on from the next line
+        else:
+            pos = code.find(name, pos + 1)
+    return lines
+
+
+def _all_bindings(code: str, starts: list[int]) -> dict[str, list[int]]:
+    """name -> lines that may bind it, from one regex pass over the cell."""
+    index: dict[str, list[int]] = {}
+    for m in _BIND.finditer(code):
+        for name in _names_of(m):
+            if name.isidentifier():
+                index.setdefault(name, []).append(line_of(starts, m.start()))
+    return index
+
+
+def _bound_names(line: str) -> list[str]:
+    """Names one line may bind (assignment targets, imports, loop targets, `as` names)."""
+    return [name for m in _BIND.finditer(line) for name in _names_of(m)]
+
+
+def _names_of(m: re.Match[str]) -> list[str]:
+    if m.group("targets"):
+        return [t.strip() for t in m.group("targets").split(",")]
+    if m.group("imports"):
+        names = []
+        for part in m.group("imports").strip("() \t").split(","):
+            bits = part.split()
+            if bits:
+                names.append(bits[-1] if len(bits) == 3 else bits[0].split(".")[0])
+        return names
+    if m.group("loop"):
+        return [t.strip() for t in m.group("loop").split(",")]
+    return [m.group("as")] if m.group("as") else []

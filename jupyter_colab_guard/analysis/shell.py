@@ -8,7 +8,7 @@ import dataclasses
 import posixpath
 import re
 import shlex
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 
 from .facts import Anchor, Fact, FactSet
 
@@ -181,17 +181,19 @@ class ShellScanner:
         files: MutableMapping[str, str],
         renames: MutableMapping[str, str],
         analyze_python: Analyze,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.facts = facts
         self.files = files
         self.renames = renames
         self.analyze_python = analyze_python
+        self.environ = environ if environ is not None else {}  # variables set by earlier cells
 
     # -- entry points ----------------------------------------------------
     def scan(self, script: str, anchor: Anchor, depth: int = 0) -> None:
         if depth > MAX_DEPTH or not script.strip():
             return
-        variables: dict[str, str] = {}
+        variables: dict[str, str] = dict(self.environ)
         for index, text, body in _logical_lines(script):
             where = dataclasses.replace(anchor, line_offset=anchor.line_offset + index)
             if text.strip():

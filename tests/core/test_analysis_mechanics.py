@@ -141,3 +141,17 @@ def test_looped_must_be_a_boolean(tmp_path: Path) -> None:
         p.key.endswith("match.call.looped") and "true or false" in p.message
         for p in err.value.problems
     ), err.value.problems
+
+
+@pytest.mark.parametrize(
+    "setup",
+    ["%env T=/opt/bin/ttyd", "%env T /opt/bin/ttyd", 'import os\nos.environ["T"] = "/opt/ttyd"'],
+)
+@pytest.mark.parametrize("run", ["!$T -W -p 7681 bash", "%%bash\n${T} -p 7681 bash"])
+def test_environment_set_in_an_earlier_cell_reaches_shell_lines(
+    analyzer: Analyzer, setup: str, run: str
+) -> None:
+    session = analyzer.session()
+    session.check(setup)
+    assert {f.rule for f in session.check(run)} == {"tool"}
+    assert analyzer.session().check(run) == []  # without the earlier cell: nothing known
