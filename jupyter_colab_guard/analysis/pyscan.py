@@ -228,11 +228,13 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             self._bind(node.target, combined)
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
+        """`with open("run.sh", "w") as f` binds a file; `with requests.Session() as s` an
+        instance, so `s.get` is `requests.Session.get`."""
         if node.asname is not None and isinstance(node.asname.name, cst.Name):
-            path = self._open_for_write(node.item)
-            if path:
-                self.bindings[node.asname.name.value] = ("file", path)
-                self.memory.files.setdefault(path, "")
+            self._bind(node.asname.name, node.item)
+            binding = self.bindings.get(node.asname.name.value)
+            if binding is not None and binding[0] == "file":
+                self.memory.files.setdefault(str(binding[1]), "")
 
     def _open_for_write(self, node: cst.BaseExpression) -> str | None:
         if not isinstance(node, cst.Call) or self.folder.qual(node.func) not in (

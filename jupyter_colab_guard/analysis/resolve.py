@@ -24,10 +24,11 @@ _BIND = re.compile(
 MAX_MENTIONS = 100  # a name found more often: index every binding of the cell at once
 PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, names stay unknown
 # A binding worth parsing: it imports, holds a literal, touches a marked construct, or makes
-# an instance of a library class (`s = socket.socket(...)`: later `s.sendto` is a rule's call).
+# an instance of a library class (`s = socket.socket(...)`, `with requests.Session() as s`:
+# later `s.sendto` / `s.get` is a rule's call).
 _WORTH = re.compile(
     r"import|['\"]|chr|getattr|__|system|popen|subprocess|os\.|join|decode|hex|=\s*-?\d"
-    r"|=\s*[A-Za-z_]\w*(?:\.\w+)+\("
+    r"|=\s*[A-Za-z_]\w*(?:\.\w+)+\(|\bwith\b"
 )
 
 
