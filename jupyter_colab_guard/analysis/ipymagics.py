@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from .pyscan import Memory
     from .shell import ShellScanner
 
-IPY_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][\w.]*)\}|\$([A-Za-z_]\w*)|\{([A-Za-z_][\w.]*)\}")
+# $$, ${name}, $name, and {expression}: IPython evaluates any expression in braces.
+IPY_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][\w.]*)\}|\$([A-Za-z_]\w*)|\{([^{}\n]+)\}")
 
 
 class MagicsMixin:

@@ -155,3 +155,9 @@ def test_environment_set_in_an_earlier_cell_reaches_shell_lines(
     session.check(setup)
     assert {f.rule for f in session.check(run)} == {"tool"}
     assert analyzer.session().check(run) == []  # without the earlier cell: nothing known
+
+
+def test_braced_expressions_in_shell_lines_are_evaluated(analyzer: Analyzer) -> None:
+    # IPython evaluates any expression in braces, not only names: `!tt{"yd"}` runs ttyd
+    assert hits(analyzer, '!tt{"yd"} -p 7681 bash') == {"tool"}
+    assert hits(analyzer, "!echo {1..3} '{\"a\": 1}'") == set()
