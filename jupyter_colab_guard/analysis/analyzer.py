@@ -128,6 +128,8 @@ class Analyzer:
         the words of the source for later passes)."""
         lowered = source.lower()
         tokens = TextIndex(lowered)
+        if memory.imports:  # `import zipfile` in the first cell counts for rules on later ones
+            tokens.tokens |= {p.lower() for m in memory.imports for p in m.split(".")}
         marked = is_marked(source, tokens.tokens)
         if self.exhaustive or (marked and self.engine.always_deep):
             return True, None, tokens
@@ -139,7 +141,9 @@ class Analyzer:
     def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
         try:
             deep, live, tokens = self.gate(source, memory)
-            return self._deep(source, memory, history, live, tokens) if deep else _Result([])
+            result = self._deep(source, memory, history, live, tokens) if deep else _Result([])
+            memory.imports.update(imported_modules(source))  # after: context for later cells
+            return result
         except Exception as exc:  # the analyzer must never take the kernel or server down
             return _Result([self._error_finding(exc)])
 
@@ -213,7 +217,8 @@ class Analyzer:
         followed = self._follow_names(code, tree, facts, scanner, index, done)
         scanner.finish()
         memory.sink_names.update(followed)
-        findings = self._findings(facts.facts, source, code, line_map)
+        remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
+        findings = self._findings(facts.facts + remembered, source, code, line_map)
         if unparsed:
             findings.append(
                 self._incomplete(
@@ -375,6 +380,29 @@ def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:
     if any(ref in lowered for ref in _env_refs(memory)):
         return True
     return any(name.lower() in tokens for name in memory.sink_names)
+
+
+_IMPORT = re.compile(r"[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w., \t]+))")
+
+
+def imported_modules(source: str) -> set[str]:
+    """Modules a cell's import statements name (a line scan; only ever context for `all`)."""
+    found: set[str] = set()
+    pos = source.find("import")
+    while pos != -1:
+        start = source.rfind("\n", 0, pos) + 1
+        match = _IMPORT.match(source, start)
+        if match and match.group(1):
+            if not match.group(1).startswith("."):  # a relative import names no library
+                found.add(match.group(1))
+        elif match:
+            for part in match.group(2).split(","):
+                bits = part.split()
+                if bits and bits[0].replace(".", "").replace("_", "").isalnum():
+                    found.add(bits[0])
+        end = source.find("\n", pos)
+        pos = source.find("import", end) if end != -1 else -1
+    return found
 
 
 def _env_refs(memory: Memory) -> list[str]:

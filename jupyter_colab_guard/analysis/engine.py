@@ -276,7 +276,7 @@ class Engine:
                     continue
                 seen.add(rule.id)
                 fact = _evaluate(rule.match, hits)
-                if fact is not None:
+                if fact is not None and not fact.remembered:
                     out.append((rule, fact))
         return out
 

@@ -35,6 +35,7 @@ class Fact:
     evidence: str = ""
     anchor: Anchor = field(default_factory=Anchor)
     source: cst.CSTNode | None = None  # rendered as the evidence only if a rule matches
+    remembered: bool = False  # from an earlier cell: context for this cell, never a finding
 
     def shown(self) -> str:
         """The evidence text; code is rendered from ``source`` on first use (codegen is slow)."""

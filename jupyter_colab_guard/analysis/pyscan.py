@@ -29,6 +29,7 @@ class Memory:
     shell_aliases: dict[str, str] = field(default_factory=dict)  # %alias name -> command
     sink_names: set[str] = field(default_factory=set)  # names bound to os/subprocess/... things
     environ: dict[str, str] = field(default_factory=dict)  # %env / os.environ values set
+    imports: set[str] = field(default_factory=set)  # modules earlier cells imported
 
 
 def _argv(value: Value) -> list[str] | None:

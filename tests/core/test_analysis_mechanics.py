@@ -42,6 +42,12 @@ def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
         rule("wordlist", "      string: 'rockyou\\.txt'"),
         rule("pool", "      string: 'pool\\.example:3333'"),
         rule("webtorrent", "      install: {manager: [npm], package: [webtorrent]}"),
+        rule(
+            "archive",
+            "      all:\n        - import: [zipfile]\n"
+            "        - call: {name: [zipfile.ZipFile.extractall], kwargs: {pwd: '.*'}}",
+        ),
+        rule("tor-import", "      import: [torpy]"),
     ]
     path = tmp_path_factory.mktemp("policy") / "mechanics.yaml"
     path.write_text(HEAD + "".join(rules))
@@ -161,3 +167,13 @@ def test_braced_expressions_in_shell_lines_are_evaluated(analyzer: Analyzer) -> 
     # IPython evaluates any expression in braces, not only names: `!tt{"yd"}` runs ttyd
     assert hits(analyzer, '!tt{"yd"} -p 7681 bash') == {"tool"}
     assert hits(analyzer, "!echo {1..3} '{\"a\": 1}'") == set()
+
+
+def test_imports_of_earlier_cells_are_context_for_later_cells(analyzer: Analyzer) -> None:
+    session = analyzer.session()
+    assert session.check("import zipfile\nimport torpy") != []  # torpy fires where imported
+    later = session.check('z = zipfile.ZipFile("a.zip")\nz.extractall(pwd=word)')
+    assert [(f.rule, f.line) for f in later] == [("archive", 2)]
+    assert session.check("x = 1") == []  # an import alone never fires again in later cells
+    # without the earlier import, the same cell is not the rule's match
+    assert hits(analyzer, 'z = zipfile.ZipFile("a.zip")\nz.extractall(pwd=word)') == set()
