@@ -66,6 +66,7 @@ class NotebookPage:
         lost, and a lost click ran nothing, so the retry never runs a cell twice."""
         cell = self.cell(index)
         for attempt in range(2):
+            self.accept_kernel_dialog()
             cell.locator(".jp-InputPrompt").click()
             self.page.wait_for_function(
                 "el => el.classList.contains('jp-mod-active')", arg=cell.element_handle()
@@ -79,6 +80,19 @@ class NotebookPage:
                 self.shot(f"retry-{index}")
                 if attempt:
                     raise
+
+    def accept_kernel_dialog(self) -> None:
+        """JupyterLab sometimes asks "Select Kernel" when a click races its session start-up
+        (seen on a slow CI machine): keep the preferred kernel, as a user would, and wait
+        until it is connected again."""
+        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+        if dialog.count() == 0:
+            return
+        print("accepting JupyterLab's Select Kernel dialog")
+        dialog.locator(".jp-mod-accept").first.click()
+        dialog.first.wait_for(state="detached")
+        self.page.wait_for_function(KERNEL_CONNECTED, polling=250)
+        self.wait_idle()
 
     def output_locator(self, index: int) -> Any:
         return self.cell(index).locator(".jp-OutputArea")
