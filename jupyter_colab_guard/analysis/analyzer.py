@@ -128,13 +128,15 @@ class Analyzer:
         the words of the source for later passes)."""
         lowered = source.lower()
         tokens = TextIndex(lowered)
-        if memory.imports:  # `import zipfile` in the first cell counts for rules on later ones
-            tokens.tokens |= {p.lower() for m in memory.imports for p in m.split(".")}
         marked = is_marked(source, tokens.tokens)
         if self.exhaustive or (marked and self.engine.always_deep):
             return True, None, tokens
         shell = marked or SHELL_ENTRY.search(source) is not None
-        live = self.engine.live_rules(lowered, shell, tokens)
+        words = tokens
+        if memory.imports:  # `import zipfile` in the first cell counts for rules on later ones
+            imported = {p.lower() for m in memory.imports for p in m.split(".")}
+            words = TextIndex(lowered, tokens.tokens | imported)
+        live = self.engine.live_rules(lowered, shell, words)
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
         return deep, live, tokens
 

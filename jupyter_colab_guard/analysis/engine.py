@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from .facts import UNKNOWN, Fact, Value
+from .locate import ENDLESS_WORDS
 
 _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
@@ -19,8 +20,8 @@ class TextIndex:
 
     __slots__ = ("_grams", "tokens")
 
-    def __init__(self, lowered: str) -> None:
-        self.tokens = set(_TOKEN.findall(lowered))
+    def __init__(self, lowered: str, tokens: set[str] | None = None) -> None:
+        self.tokens = tokens if tokens is not None else set(_TOKEN.findall(lowered))
         self._grams: set[str] | None = None
 
     @property
@@ -131,7 +132,7 @@ class Engine:
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
-        self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
+        self.conjuncts: dict[str, list[KeywordIndex | tuple[str, ...]]] = {}
         for rule in rules:
             checks = _conjuncts(rule.match)
             if checks and rule.id not in self.always_live:
@@ -395,34 +396,24 @@ def _generic(kind: str, keyword: str) -> bool:
     return plain == keyword or plain in GENERIC_PROGRAMS
 
 
-# The loops `looped: true` calls need (locate._endless), as they show in lower-cased text.
-# Separate literal-prefixed patterns: each is a fast scan.
-ENDLESS_LOOP = tuple(
-    re.compile(p)
-    for p in (r"while[\s(]*(?:true|[1-9]|['\"])", r"count\s*\(", r"cycle\s*\(", r"iter\s*\(")
-)
-
-
-def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[re.Pattern[str], ...]]:
+def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[str, ...]]:
     """For a top-level `all`: one check per part that must show in the text (sound: every
     part of an `all` must match, and a part with a requirement needs one of its keywords)."""
     if not isinstance(matcher, Combinator) or matcher.op != "all":
         return []
-    checks: list[KeywordIndex | tuple[re.Pattern[str], ...]] = []
+    checks: list[KeywordIndex | tuple[str, ...]] = []
     for child in matcher.children:
         requirement = _requirement(child)
         if requirement:
             checks.append(KeywordIndex(k for _, k in requirement))
         if isinstance(child, Leaf) and child.looped:
-            checks.append(ENDLESS_LOOP)
+            checks.append(ENDLESS_WORDS)  # the loop `looped: true` needs shows in the text
     return checks
 
 
-def _shows(
-    check: KeywordIndex | tuple[re.Pattern[str], ...], lowered: str, text: TextIndex
-) -> bool:
+def _shows(check: KeywordIndex | tuple[str, ...], lowered: str, text: TextIndex) -> bool:
     if isinstance(check, tuple):
-        return any(p.search(lowered) for p in check)
+        return any(word in lowered for word in check)
     return bool(check.hits(lowered, text))
 
 
@@ -463,17 +454,19 @@ def _evaluate(matcher: Matcher, hits: dict[int, Fact]) -> Fact | None:
     if matcher.op == "not":
         return None if _evaluate(matcher.children[0], hits) is not None else _TRUE
     if matcher.op == "any":
-        for child in matcher.children:
-            found = _evaluate(child, hits)
-            if found is not None:
-                return found
-        return None
+        found_any = [f for f in (_evaluate(c, hits) for c in matcher.children) if f is not None]
+        return min(found_any, key=_rank) if found_any else None
     located: Fact | None = None
     for child in matcher.children:
         found = _evaluate(child, hits)
         if found is None:
             return None
-        # locate at the most specific signal: an import is context, not the act
-        if found is not _TRUE and (located is None or located.kind == "import"):
+        if found is not _TRUE and (located is None or _rank(found) < _rank(located)):
             located = found
     return located
+
+
+def _rank(fact: Fact) -> tuple[bool, bool]:
+    """Where a match is located: a fact of this cell before one remembered from earlier
+    cells, and the act before an import (context)."""
+    return fact.remembered, fact.kind == "import"

@@ -41,8 +41,9 @@ class MagicsMixin:
     ) -> None:
         raise NotImplementedError
 
-    def _ipython_expand(self, text: str) -> str:
-        """IPython's `{var}` / `$var` expansion of shell lines, where values are known."""
+    def _ipython_expand(self, text: str, anchor: Anchor | None = None) -> str:
+        """IPython's `{var}` / `$var` expansion of shell lines, where values are known. An
+        expression that calls something runs when the line does: it is checked as code."""
         if "$" not in text and "{" not in text:
             return text
 
@@ -55,6 +56,8 @@ class MagicsMixin:
             except cst.ParserSyntaxError:
                 return m.group(0)
             value = self.folder.fold(node)
+            if value is UNKNOWN and anchor is not None and "(" in expr:
+                self.scan_python_text(expr, anchor, self.depth + 1)  # !echo {ngrok.connect(22)}
             return (
                 str(value)
                 if value is not UNKNOWN and not isinstance(value, list | tuple)
@@ -82,7 +85,7 @@ class MagicsMixin:
         else:
             return
         name = self._magic_name(name)
-        line = self._ipython_expand(line)
+        line = self._ipython_expand(line, anchor)
         if name in sinks.SHELL_LINE_MAGICS:
             self.shell.scan(line, anchor, self.depth)
         elif name in sinks.INSTALL_MAGICS:
@@ -102,9 +105,10 @@ class MagicsMixin:
                 self.memory.shell_aliases[alias] = command
                 self.shell.scan(command.replace("%s", "").replace("%l", ""), anchor, self.depth)
         elif name in ("env", "set_env"):  # %env POOL=host:3333 / %env POOL host:3333
-            match = re.match(r"\s*([A-Za-z_]\w*)\s*(?:=\s*|\s+)(\S.*?)\s*$", line)
-            if match:
-                self.memory.environ[match.group(1)] = match.group(2)
+            match = re.match(r"\s*([A-Za-z_]\w*)(?:\s*=|\s)(.*)", line)
+            value = match.group(2).strip() if match else ""
+            if match and value:
+                self.memory.environ[match.group(1)] = value
         elif name in self.memory.shell_aliases:
             self.shell.scan(f"{self.memory.shell_aliases[name]} {line}", anchor, self.depth)
 
@@ -136,4 +140,3 @@ class MagicsMixin:
             self.shell.scan(f"{sinks.INSTALL_MAGICS[name]} {line}", anchor, self.depth)
         elif name not in sinks.INERT_CELL_MAGICS:
             self.shell.scan(body, body_anchor, self.depth)  # unknown magic: check as shell
-

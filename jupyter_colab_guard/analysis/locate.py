@@ -98,20 +98,41 @@ def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | 
     return found, looped
 
 
+ENDLESS_WORDS = ("while", "count", "cycle")  # text any endless loop below contains
+
+
 def _endless(node: ast.AST) -> bool:
-    """`while True:` / `while 1:` / `for _ in itertools.count():` (and `iter(int, 1)`)."""
-    if isinstance(node, ast.While):  # the forms engine.ENDLESS_LOOP looks for
+    """`while True:` / `while 1:` / `for _ in itertools.count():` that no `break` or
+    `return` of its own body ends (a worker loop that stops is not endless)."""
+    if isinstance(node, ast.While):
         test = node.test
-        return (
-            isinstance(test, ast.Constant)
-            and isinstance(test.value, bool | int | str)
-            and bool(test.value)
-            and not node.orelse
-        )
-    if isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
+        endless = isinstance(test, ast.Constant) and bool(test.value) and not node.orelse
+    elif isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
         func = node.iter.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        return name in ("count", "cycle") or (name == "iter" and len(node.iter.args) == 2)
+        endless = name in ("count", "cycle")
+    else:
+        return False
+    return endless and not _exits(node.body)
+
+
+_NESTED = (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _exits(body: list[ast.stmt]) -> bool:
+    """A `break` or `return` that leaves this loop (nested loops and functions excluded)."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Break | ast.Return):
+            return True
+        if isinstance(node, _NESTED):
+            continue
+        stack.extend(
+            child
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case)
+        )
     return False
 
 

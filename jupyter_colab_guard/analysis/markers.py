@@ -92,6 +92,7 @@ SYNTAX = tuple(
         r"sys\.modules|__dict__\[|%run|%alias",
         r"\.write(?:_text|_bytes|lines)?\(|\.connect(?:_ex)?\(",  # files run later; sockets
         r"^[ \t]*[!%][^\n]*[{$]",  # `!cmd {var}` / `%magic $var`: IPython substitutes variables
+        r"%(?:set_)?env\b",  # values later shell lines read ($POOL)
     )
 )
 

@@ -311,8 +311,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
 
     def _call(self, node: cst.Call) -> None:
         name = self.folder.qual(node.func)
-        if name == "print" and self.depth == 0:  # `print("e.g. hashcat ... rockyou.txt")`
-            self._prose.update(id(a.value) for a in node.args if not a.keyword)
+        if name == "print" and self.depth == 0 and not any(a.keyword for a in node.args):
+            # `print("e.g. hashcat ... rockyou.txt")` is prose; `print(..., file=f)` writes
+            self._prose.update(id(a.value) for a in node.args)
         fold = self.folder.fold if name and self.wants_args(name) else self._fold_local
         positional = [a.value for a in node.args if not a.keyword and not a.star]
         args = tuple(fold(a) for a in positional)
@@ -339,6 +340,10 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                 self.facts.add(Fact("url", text=text.strip(), evidence=text.strip(), anchor=anchor))
             elif text and not isinstance(value, str):
                 self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
+        if name in ("os.putenv", "os.environ.setdefault") and len(args) == 2:
+            key, value = as_text(args[0]), as_text(args[1])
+            if key and value is not None:
+                self.memory.environ[key] = value
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in WRITES:
             self._write(node)  # f.write(...) where f is an open file
         elif name:
@@ -360,7 +365,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             text = as_text(first)
             if text is not None:
                 if name.startswith("get_ipython."):
-                    text = self._ipython_expand(text)
+                    text = self._ipython_expand(text, anchor)
                 self.shell.scan(text, anchor, self.depth)
         elif name in sinks.SUBPROCESS:
             text = as_text(first)

@@ -47,6 +47,7 @@ class CellIndex:
         self._budget = PARSE_BUDGET
         self._index: dict[str, list[int]] | None = None  # every name, when built
         self._by_name: dict[str, list[int]] = {}
+        self._rows: list[str] | None = None
         self._starts = line_starts(code)
 
     @classmethod
@@ -107,8 +108,10 @@ class CellIndex:
         if lines is None:
             self._index = _all_bindings(self.code, self._starts)
             return self._index.get(name, [])
-        text = self.code.split("\n")  # the lines _BIND's `^` sees, as line_starts counts them
-        found = [n for n in lines if name in _bound_names(text[n - 1])]
+        if self._rows is None:  # the lines _BIND's `^` sees, as line_starts counts them
+            self._rows = self.code.split("\n")
+        rows = self._rows
+        found = [n for n in lines if name in _bound_names(rows[n - 1])]
         self._by_name[name] = found
         return found
 

@@ -88,6 +88,8 @@ _RELEASE_PART = re.compile(
 
 def release_base(program: str) -> str:
     """The tool a release file name stands for, or the name itself."""
+    if len(program) > 80:  # no tool's release file is named like this; keeps the loop short
+        return program
     base = program
     while (cut := _RELEASE_PART.search(base)) is not None and cut.start() > 0:
         base = base[: cut.start()]
@@ -319,17 +321,19 @@ class ShellScanner:
         self.facts.add(
             Fact("shell", name=program, text=" ".join(args), evidence=evidence, anchor=anchor)
         )
-        original = self.renames.get(program) or release_base(program)
-        if original and original != program:
-            self.facts.add(
-                Fact(
-                    "shell",
-                    name=original,
-                    text=" ".join(args),
-                    evidence=f"{evidence} (renamed from {original})",
-                    anchor=anchor,
+        renamed = self.renames.get(program)
+        tool = release_base(renamed or program)
+        for name, how in ((renamed, "renamed from"), (tool, "release build of")):
+            if name and name != program and (how == "renamed from" or tool != renamed):
+                self.facts.add(
+                    Fact(
+                        "shell",
+                        name=name,
+                        text=" ".join(args),
+                        evidence=f"{evidence} ({how} {name})",
+                        anchor=anchor,
+                    )
                 )
-            )
         self._urls(program, args, anchor)
         self._installs(program, args, anchor)
         self._nested(program, argv, args, anchor, depth, body)
@@ -460,8 +464,9 @@ def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:
         return "apt", [a for a in args if not a.startswith("-")]
     elif program in ("npm", "pnpm"):  # global or into the project: either way it runs here
         manager, rest = "npm", [a for a in args if a not in ("-g", "--global")]
-    elif program == "yarn" and args[:1] in (["add"], ["global"]):
-        return "npm", [a for a in args[1:] if not a.startswith("-") and a != "add"]
+    elif program == "yarn" and (args[:1] == ["add"] or args[:2] == ["global", "add"]):
+        start = 1 if args[0] == "add" else 2
+        return "npm", [a for a in args[start:] if not a.startswith("-")]
     if not manager:
         return "", []
     verbs = {"install", "add", "i", "create"}

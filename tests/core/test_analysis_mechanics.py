@@ -82,7 +82,7 @@ def test_release_named_binary_is_the_tool(analyzer: Analyzer) -> None:
 
 @pytest.mark.parametrize(
     "loop",
-    ["while True:", "while 1:", "for _ in itertools.count():", "for _ in iter(int, 1):"],
+    ["while True:", "while 1:", "while 0x1:", "for _ in itertools.count():"],
 )
 def test_looped_call_inside_endless_loops_at_any_depth(analyzer: Analyzer, loop: str) -> None:
     body = "        if ok:\n            net.send(x)\n"
@@ -97,6 +97,9 @@ def test_looped_call_inside_endless_loops_at_any_depth(analyzer: Analyzer, loop:
         "import net\nfor i in range(10):\n    net.send(x)",
         "import net\nwhile n < 3:\n    net.send(x)\n    n += 1",
         "import net\nwhile True:\n    break\nnet.send(x)",
+        "import net\nwhile True:\n    if net.send(x):\n        break",  # a loop that ends
+        "import net\ndef f():\n    while True:\n        net.send(x)\n        return 1",
+        "import net\nfor item in iter(q.get, None):\n    net.send(item)",  # until a sentinel
     ],
 )
 def test_looped_call_not_outside_endless_loops(analyzer: Analyzer, cell: str) -> None:
@@ -177,3 +180,42 @@ def test_imports_of_earlier_cells_are_context_for_later_cells(analyzer: Analyzer
     assert session.check("x = 1") == []  # an import alone never fires again in later cells
     # without the earlier import, the same cell is not the rule's match
     assert hits(analyzer, 'z = zipfile.ZipFile("a.zip")\nz.extractall(pwd=word)') == set()
+
+
+def test_loop_ended_only_by_an_inner_loop_is_still_endless(analyzer: Analyzer) -> None:
+    cell = "import net\nwhile True:\n    for i in range(3):\n        break\n    net.send(x)"
+    assert "flood" in hits(analyzer, cell)
+
+
+def test_print_to_a_file_is_not_prose(analyzer: Analyzer) -> None:
+    assert hits(analyzer, 'print("rockyou.txt", file=open("run.sh", "w"))') == {"wordlist"}
+
+
+def test_env_magic_alone_is_remembered(analyzer: Analyzer) -> None:
+    session = analyzer.session()
+    assert session.check("%env T=ttyd") == []
+    assert {f.rule for f in session.check("!$T -p 1 bash")} == {"tool"}
+
+
+def test_renamed_release_build_is_the_tool(analyzer: Analyzer) -> None:
+    cell = "!mv ngrok-v3-stable-linux-amd64 helper && ./helper http 8080"
+    findings = analyzer.check(cell)
+    assert {f.rule for f in findings} == {"tool"}
+    assert "release build of ngrok" in findings[-1].evidence
+
+
+def test_yarn_global_remove_installs_nothing(analyzer: Analyzer) -> None:
+    assert hits(analyzer, "!yarn global remove webtorrent") == set()
+    assert hits(analyzer, "!yarn global add webtorrent") == {"webtorrent"}
+
+
+def test_calls_in_braces_of_shell_lines_are_checked(analyzer: Analyzer) -> None:
+    assert hits(analyzer, '!echo {os.system("ttyd -p 1")}') == {"tool"}
+
+
+def test_remembered_imports_do_not_mark_later_cells(analyzer: Analyzer) -> None:
+    from jupyter_colab_guard.analysis.pyscan import Memory
+
+    memory = Memory(imports={"subprocess", "base64"})
+    deep, _live, _words = analyzer.gate("x = 1\ny = x + 2", memory)
+    assert not deep
