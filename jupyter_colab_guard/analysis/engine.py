@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from .facts import UNKNOWN, Fact, Value
-from .locate import ENDLESS_WORDS
+from .locate import ENDLESS_TEXT
 
 _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
@@ -132,7 +132,7 @@ class Engine:
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
-        self.conjuncts: dict[str, list[KeywordIndex | tuple[str, ...]]] = {}
+        self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
         for rule in rules:
             checks = _conjuncts(rule.match)
             if checks and rule.id not in self.always_live:
@@ -396,24 +396,26 @@ def _generic(kind: str, keyword: str) -> bool:
     return plain == keyword or plain in GENERIC_PROGRAMS
 
 
-def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[str, ...]]:
+def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[re.Pattern[str], ...]]:
     """For a top-level `all`: one check per part that must show in the text (sound: every
     part of an `all` must match, and a part with a requirement needs one of its keywords)."""
     if not isinstance(matcher, Combinator) or matcher.op != "all":
         return []
-    checks: list[KeywordIndex | tuple[str, ...]] = []
+    checks: list[KeywordIndex | tuple[re.Pattern[str], ...]] = []
     for child in matcher.children:
         requirement = _requirement(child)
         if requirement:
             checks.append(KeywordIndex(k for _, k in requirement))
         if isinstance(child, Leaf) and child.looped:
-            checks.append(ENDLESS_WORDS)  # the loop `looped: true` needs shows in the text
+            checks.append(ENDLESS_TEXT)  # the loop `looped: true` needs shows in the text
     return checks
 
 
-def _shows(check: KeywordIndex | tuple[str, ...], lowered: str, text: TextIndex) -> bool:
+def _shows(
+    check: KeywordIndex | tuple[re.Pattern[str], ...], lowered: str, text: TextIndex
+) -> bool:
     if isinstance(check, tuple):
-        return any(word in lowered for word in check)
+        return any(pattern.search(lowered) for pattern in check)
     return bool(check.hits(lowered, text))
 
 

@@ -98,7 +98,13 @@ def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | 
     return found, looped
 
 
-ENDLESS_WORDS = ("while", "count", "cycle")  # text any endless loop below contains
+# Text that every loop _endless accepts contains (lower-cased): `while` then a literal
+# (True, a number, ..., a string), or a call of count/cycle. Literal-prefixed: fast scans.
+ENDLESS_TEXT = (
+    re.compile(r"while[\s(\\]*(?:true|[0-9.]|[rbu]{0,2}['\"])"),
+    re.compile(r"count[\s\\]*\("),
+    re.compile(r"cycle[\s\\]*\("),
+)
 
 
 def _endless(node: ast.AST) -> bool:

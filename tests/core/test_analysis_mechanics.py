@@ -219,3 +219,25 @@ def test_remembered_imports_do_not_mark_later_cells(analyzer: Analyzer) -> None:
     memory = Memory(imports={"subprocess", "base64"})
     deep, _live, _words = analyzer.gate("x = 1\ny = x + 2", memory)
     assert not deep
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "while True:",
+        "while (1):",
+        "while 0x1:",
+        "while 'go':",
+        "while ...:",
+        "while \\\n  True:",
+        "for _ in itertools.count():",
+        "for _ in cycle (items):",
+    ],
+)
+def test_prefilter_sees_every_endless_loop_the_analysis_accepts(
+    analyzer: Analyzer, header: str
+) -> None:
+    cell = f"import net, itertools\nfrom itertools import cycle\n{header}\n    net.send(x)\n"
+    exhaustive = Analyzer(analyzer.policy, exhaustive=True)
+    assert {f.rule for f in exhaustive.check(cell)} == {"flood"}
+    assert hits(analyzer, cell) == {"flood"}
