@@ -34,6 +34,20 @@ def auth_header(user: str) -> dict[str, str]:
     return {"Authorization": f"token {user}-token"}
 
 
+async def post_report(jp_fetch: Any, authorization: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a kernel report with this Authorization header; the server's JSON answer."""
+    r = await jp_fetch(
+        "colab-guard",
+        "api",
+        "kernel",
+        "reports",
+        method="POST",
+        body=json.dumps(body),
+        headers={"Authorization": authorization},
+    )
+    return json.loads(r.body)  # type: ignore[no-any-return]
+
+
 class KernelClient:
     """A minimal frontend: sends requests in either protocol, collects replies."""
 

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from guard_helpers import post_report
 from tornado.httpclient import HTTPClientError
 
 BLOCKED = "!forbidden-tool --go"
@@ -173,42 +174,17 @@ async def test_kernel_report_token_bound_to_kernel(guard, jp_fetch):
             {"kind": "nonsense"},
         ],
     }
-    r = await jp_fetch(
-        "colab-guard",
-        "api",
-        "kernel",
-        "reports",
-        method="POST",
-        body=json.dumps(body),
-        headers={"Authorization": f"Bearer {token_a}"},
-    )
-    out = json.loads(r.body)
+    out = await post_report(jp_fetch, f"Bearer {token_a}", body)
     assert (out["kernel_id"], out["recorded"], out["invalid"]) == ("kernel-a", 2, 1)
     assert guard.status("alice").strikes == 1
     assert guard.store.events("bob") == []
     for bad in ("Bearer nope", f"token {token_a}", ""):
         with pytest.raises(HTTPClientError) as err:
-            await jp_fetch(
-                "colab-guard",
-                "api",
-                "kernel",
-                "reports",
-                method="POST",
-                body=json.dumps(body),
-                headers={"Authorization": bad},
-            )
+            await post_report(jp_fetch, bad, body)
         assert err.value.code == 403
     guard.forget_kernel("kernel-a")  # a shut down kernel's token is dead
     with pytest.raises(HTTPClientError) as err:
-        await jp_fetch(
-            "colab-guard",
-            "api",
-            "kernel",
-            "reports",
-            method="POST",
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {token_a}"},
-        )
+        await post_report(jp_fetch, f"Bearer {token_a}", body)
     assert err.value.code == 403
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guard_helpers import V1
+from guard_helpers import V1, post_report
 from tornado.httpclient import HTTPClientError
 
 BLOCKED = "!forbidden-tool --go"
@@ -27,16 +27,7 @@ def server_refusal(res: dict[str, Any]) -> str | None:
 
 
 async def report(jp_fetch: Any, token: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    r = await jp_fetch(
-        "colab-guard",
-        "api",
-        "kernel",
-        "reports",
-        method="POST",
-        body=json.dumps({"events": events}),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    return json.loads(r.body)
+    return await post_report(jp_fetch, f"Bearer {token}", {"events": events})
 
 
 def runtime_event(**kw: Any) -> dict[str, Any]:

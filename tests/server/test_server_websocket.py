@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from guard_helpers import V1
+from guard_helpers import V1, post_report
 
 PROTOCOLS = [V1, "json"]
 
@@ -84,14 +82,6 @@ async def test_kernel_gets_guard_and_reports_for_its_starter(kernel_client, jp_f
             }
         ],
     }
-    r = await jp_fetch(
-        "colab-guard",
-        "api",
-        "kernel",
-        "reports",
-        method="POST",
-        body=json.dumps(body),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert json.loads(r.body)["kernel_id"] == kc.kernel_id
+    out = await post_report(jp_fetch, f"Bearer {token}", body)
+    assert out["kernel_id"] == kc.kernel_id
     assert guard.status("alice").strikes == 1 and guard.status("bob").strikes == 0
