@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from colab_categories import COLAB_CATEGORIES
 
 from jupyter_colab_guard.analysis import Analyzer, Finding
 from jupyter_colab_guard.analysis.pyscan import Memory
@@ -18,17 +19,7 @@ ANALYZER = Analyzer(POLICY)
 EXHAUSTIVE = Analyzer(POLICY, exhaustive=True)
 POSITIVE = yaml.safe_load((CASES / "positive.yaml").read_text())
 NEGATIVE = yaml.safe_load((CASES / "negatives.yaml").read_text())
-CATEGORIES = {
-    "web_services_file_hosting",
-    "torrents_p2p",
-    "remote_desktop_ssh",
-    "remote_proxies",
-    "crypto_mining",
-    "dos_attacks",
-    "password_cracking",
-    "multiple_accounts",
-    "deepfakes",
-}
+CATEGORIES = COLAB_CATEGORIES
 
 
 def run_session(analyzer: Analyzer, cells: list[str]) -> list[list[Finding]]:

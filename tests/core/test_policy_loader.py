@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from colab_categories import COLAB_CATEGORIES
 from jsonschema import Draft202012Validator, FormatChecker
 
 from jupyter_colab_guard.policy import (
@@ -27,17 +28,7 @@ from jupyter_colab_guard.policy.model import Combinator, Leaf
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "jupyter_colab_guard" / "policy" / "schema.json"
 
-DEFAULT_CATEGORIES = {
-    "web_services_file_hosting",
-    "torrents_p2p",
-    "remote_desktop_ssh",
-    "remote_proxies",
-    "crypto_mining",
-    "dos_attacks",
-    "password_cracking",
-    "multiple_accounts",
-    "deepfakes",
-}
+DEFAULT_CATEGORIES = COLAB_CATEGORIES
 
 # A small, valid policy in block style: every key sits on a line of its own.
 BASE = """\
