@@ -27,6 +27,8 @@ class GuardSettings:
     show_evidence: bool = False
     check_timeout: float = 10.0  # seconds; a check that takes longer: fail_mode decides
     max_cell_size: int = 1_000_000  # characters of code + user_expressions
+    # websocket frames declaring more binary buffers than this are dropped unparsed
+    max_frame_buffers: int = 256
     # kernel reports (anyone with code in the kernel can post them): limits
     max_report_bytes: int = 256 * 1024
     report_rate: tuple[int, float] = (30, 60.0)  # at most 30 reports per kernel per 60 s

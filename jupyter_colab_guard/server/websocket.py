@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover
 
 from ..kernel.config import render_message
 from . import render
+from .frames import FrameError, FrameLimits, check_frame
 from .service import Decision, GuardService
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -103,7 +104,12 @@ class GuardConnectionMixin:
         return await super().connect()  # type: ignore[misc]
 
     def _parse(self, ws_msg: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-        """(channel, header, content) of an incoming frame."""
+        """(channel, header, content) of an incoming frame, whose layout and sizes are
+        checked first: jupyter_server's deserializers trust the declared offsets."""
+        guard = self.guard
+        assert guard is not None
+        limits = FrameLimits.for_cells(guard.max_cell_size, guard.settings.max_frame_buffers)
+        check_frame(ws_msg, self.subprotocol == V1, limits)  # type: ignore[attr-defined]
         if self.subprotocol == V1:  # type: ignore[attr-defined]
             channel, parts = deserialize_msg_from_ws_v1(ws_msg)
             header = self.session.unpack(parts[0])  # type: ignore[attr-defined]
@@ -132,6 +138,9 @@ class GuardConnectionMixin:
             return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
         try:
             channel, header, content = self._parse(incoming_msg)
+        except FrameError as e:
+            self.log.warning("colab-guard: websocket frame dropped unparsed: %s", e)  # type: ignore[attr-defined]
+            return None
         except Exception:
             self.log.warning("colab-guard: unparsable websocket frame dropped")  # type: ignore[attr-defined]
             return None
