@@ -16,20 +16,24 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..policy.keywords import word
 from ..policy.model import Identity, Policy, Rule
+from .budget import OutOfTime, tick, unlimited, within
 from .engine import Engine, TextIndex
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
-from .locate import keyword_lines, line_starts, snippets
+from .linear import LinearPass
+from .locate import Snippet, keyword_lines, line_starts, snippets
 from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
 from .shell import ShellScanner
-from .transform import transform
+from .transform import python_text, transform
 
 INCOMPLETE_RULE = "analysis.incomplete"
 MAX_SNIPPETS = 2000  # statements analysed in depth per cell; past it the cell is incomplete
+MAX_SNIPPET_CHARS = 20_000  # a longer statement is read by the linear pass (libcst: ~25 µs/char)
 INTERNAL_RULE = "analysis.error"
+TIMEOUT_RULE = "analysis.timeout"
 
 
 # Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
@@ -140,23 +144,37 @@ class Analyzer:
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
         return deep, live, tokens
 
-    def analyse(self, source: str, memory: Memory, history: Lookup | None) -> _Result:
+    def analyse(
+        self,
+        source: str,
+        memory: Memory,
+        history: Lookup | None,
+        budget: float | None = None,
+    ) -> _Result:
+        """Findings for one cell; ``budget``: seconds the deep analysis may take (past it the
+        rest is checked by the linear pass, and the cell gets the policy's ``on_timeout``)."""
         try:
-            deep, live, tokens = self.gate(source, memory)
-            result = self._deep(source, memory, history, live, tokens) if deep else _Result([])
+            with within(budget):
+                deep, live, tokens = self.gate(source, memory)
+                result = self._deep(source, memory, history, live, tokens) if deep else _Result([])
             memory.imports.update(imported_modules(source))  # after: context for later cells
+            return result
+        except OutOfTime:  # before the cell could even be parsed: its lines, one by one
+            with unlimited():
+                result = self._fallback(python_text(source), memory, None, "")
+            result.findings.append(self._timeout(1))
             return result
         except Exception as exc:  # the analyzer must never take the kernel or server down
             return _Result([self._error_finding(exc)])
 
     def _wanted_lines(
         self, code: str, memory: Memory, live: set[str] | None, words: set[str]
-    ) -> set[int]:
+    ) -> tuple[set[int], set[int]]:
+        """Lines worth a deep look: (lines with a rule's keyword, lines with a marker)."""
         if self.exhaustive:
-            return set(range(1, code.count("\n") + 2))
+            return set(range(1, code.count("\n") + 2)), set()
         lowered = code.lower()
         starts = line_starts(code)
-        wanted = marker_lines(code, lowered, words, starts)
         rules = self.engine.rule_line_keywords
         keywords: set[str] = set()
         for rule_id in live if live is not None else rules:
@@ -164,8 +182,29 @@ class Analyzer:
         keywords |= {name.lower() for name in _memory_names(memory)}
         keywords |= set(_env_refs(memory))
         keywords |= {word(name.lower()) for name in memory.sink_names}
-        wanted |= keyword_lines(code, lowered, keywords, starts)
-        return wanted
+        return keyword_lines(code, lowered, keywords, starts), marker_lines(
+            code, lowered, words, starts
+        )
+
+    def _parse(
+        self, source: str, memory: Memory, history: Lookup | None
+    ) -> tuple[str, ast.Module, list[int]] | _Result:
+        """The code the kernel would run, its tree and line map; or, when Python or
+        IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:  # plain Python: IPython's transforms would leave it as it is
+                return source, ast.parse(source), list(range(1, source.count("\n") + 2))
+            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+                pass
+            try:
+                code, line_map = transform(source)
+            except Exception:  # IPython gives up on it too: the kernel runs nothing
+                return self._fallback(source, memory, history, "IPython cannot transform it")
+            try:
+                return code, ast.parse(code), line_map
+            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+                return self._fallback(source, memory, history, "not valid Python")
 
     def _deep(
         self,
@@ -175,62 +214,89 @@ class Analyzer:
         live: set[str] | None,
         tokens: TextIndex,
     ) -> _Result:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            given, source = source, _user_alias(source, memory)
-            try:  # plain Python: IPython's transforms would leave it as it is
-                tree = ast.parse(source)
-                code = source
-                line_map = list(range(1, source.count("\n") + 2))
-            except (SyntaxError, ValueError, OverflowError):
-                code, line_map = transform(source)
-                try:
-                    tree = ast.parse(code)
-                except (SyntaxError, ValueError, OverflowError):
-                    return self._fallback(source, memory, history, "not valid Python")
+        given, source = source, python_text(_user_alias(source, memory))
+        parsed = self._parse(source, memory, history)
+        if isinstance(parsed, _Result):
+            return parsed
+        code, tree, line_map = parsed
         index = CellIndex(code, tree, history)
         facts = FactSet()
         scanner = PythonScanner(facts, memory, None)
         scanner.wants_args = self.engine.wants_args
-        unparsed: list[int] = []
-        done: set[int] = set()
         words = tokens.tokens if code is given else TextIndex(code.lower()).tokens
-        wanted = snippets(code, tree, self._wanted_lines(code, memory, live, words))
-        if len(wanted) > MAX_SNIPPETS:  # a flood of suspicious statements: check a bounded part
-            unparsed.append(wanted[MAX_SNIPPETS].first_line)
-            wanted = wanted[:MAX_SNIPPETS]
-        for snip in wanted:
-            done.add(snip.first_line)
-            try:
-                module = cst.parse_module(snip.text)
-            except Exception:
-                unparsed.append(snip.first_line)
-                facts.add(
-                    Fact(
-                        "string",
-                        text=snip.text,
-                        evidence=snip.text[:200],
-                        anchor=Anchor(line=_original(line_map, snip.first_line)),
-                    )
+        strong, weak = self._wanted_lines(code, memory, live, words)
+        # statements with a rule's keyword first, then those with only a marker: the cap
+        # can only leave out the last (the linear pass reads those); visits go in order
+        wanted = snippets(code, tree, strong)
+        first = {s.first_line for s in wanted}
+        wanted += [s for s in snippets(code, tree, weak - strong) if s.first_line not in first]
+        unfinished: list[Snippet] = wanted[MAX_SNIPPETS:]
+        wanted = sorted(wanted[:MAX_SNIPPETS], key=lambda s: s.first_line)
+        done: set[int] = set()
+        timed_out = False
+        try:
+            for snip in wanted:
+                tick()
+                done.add(snip.first_line)
+                if not self._visit(snip, scanner, index, facts, line_map):
+                    unfinished.append(snip)
+            followed = self._follow_names(code, tree, facts, scanner, index, done, line_map)
+            memory.sink_names.update(followed)
+            scanner.finish()
+        except OutOfTime:
+            timed_out = True
+            unfinished += [s for s in wanted if s.first_line not in done]
+        if unfinished:  # never fail open: what the deep analysis did not finish, read linearly
+            with unlimited():
+                LinearPass(facts, memory, lambda line: Anchor(line=_original(line_map, line)))(
+                    s.node for s in unfinished if s.node is not None
                 )
-                continue
-            scanner.history = index.lookup_before(snip.first_line)
-            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
-        followed = self._follow_names(code, tree, facts, scanner, index, done)
-        scanner.finish()
-        memory.sink_names.update(followed)
         remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         findings = self._findings(facts.facts + remembered, source, code, line_map)
-        if unparsed:
+        if timed_out:
+            findings.append(self._timeout(_original(line_map, unfinished[0].first_line)))
+        elif unfinished:
             findings.append(
                 self._incomplete(
-                    _original(line_map, unparsed[0]),
+                    _original(line_map, min(s.first_line for s in unfinished)),
                     self.policy.on_error,
-                    "a statement could not be parsed, or the cell has too many to check",
+                    "a statement could not be analysed in depth, or the cell has too many "
+                    "to check; those were read line by line",
                 )
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
         return _Result(findings)
+
+    def _visit(
+        self,
+        snip: Snippet,
+        scanner: PythonScanner,
+        index: CellIndex,
+        facts: FactSet,
+        line_map: list[int],
+    ) -> bool:
+        """Deep analysis of one statement; False when it could not be done (too large to
+        parse in time, not parsable on its own, or an internal error: that statement only)."""
+        if len(snip.text) > MAX_SNIPPET_CHARS:
+            return False
+        try:
+            module = cst.parse_module(snip.text)
+        except Exception:
+            facts.add(
+                Fact(
+                    "string",
+                    text=snip.text,
+                    evidence=snip.text[:200],
+                    anchor=Anchor(line=_original(line_map, snip.first_line)),
+                )
+            )
+            return False
+        scanner.history = index.lookup_before(snip.first_line)
+        try:
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
+        except Exception:  # RecursionError on a very long chain, or a bug: this statement
+            return False
+        return True
 
     def _follow_names(
         self,
@@ -240,6 +306,7 @@ class Analyzer:
         scanner: PythonScanner,
         index: CellIndex,
         done: set[int],
+        line_map: list[int],
     ) -> list[str]:
         """Analyse lines that use a name bound to a rule's call or a sink (`g = os.system`)."""
         names = [name for name, value in scanner.qual_bindings() if self.engine.interesting(value)]
@@ -249,13 +316,9 @@ class Analyzer:
         for snip in snippets(code, tree, lines):
             if snip.first_line in done:
                 continue
+            tick()
             done.add(snip.first_line)
-            try:
-                module = cst.parse_module(snip.text)
-            except Exception:
-                continue
-            scanner.history = index.lookup_before(snip.first_line)
-            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
+            self._visit(snip, scanner, index, facts, line_map)
         return names
 
     def _findings(
@@ -265,7 +328,7 @@ class Analyzer:
         if not matches:
             return []
         positions: dict[int, object] = {}
-        original, transformed = source.splitlines(), code.splitlines()
+        original, transformed = source.split("\n"), code.split("\n")
         out = []
         for rule, fact in matches:
             module = fact.anchor.module
@@ -279,25 +342,35 @@ class Analyzer:
     def _fallback(
         self, source: str, memory: Memory, history: Lookup | None, reason: str
     ) -> _Result:
-        """Line by line for text Python cannot parse; says so in a finding of its own."""
+        """Line by line for text Python cannot parse (or not in time), in linear time: lines
+        with a keyword or marker are read by the linear pass, each on its own."""
         facts = FactSet()
-        for number, line in enumerate(source.splitlines(), start=1):
-            stripped = line.strip()
+        lines = source.split("\n")
+        lowered = source.lower()
+        starts = line_starts(source)
+        keywords = {k for ks in self.engine.rule_line_keywords.values() for k in ks}
+        wanted = keyword_lines(source, lowered, keywords, starts)
+        wanted |= marker_lines(source, lowered, TextIndex(lowered).tokens, starts)
+        wanted |= {n for n, line in enumerate(lines, start=1) if SHELL_ENTRY.match(line)}
+        for number in sorted(wanted):
+            stripped = lines[number - 1].strip()
             if not stripped or stripped.startswith("#"):
                 continue
             anchor = Anchor(line=number)
+            facts.add(Fact("string", text=stripped, evidence=stripped[:200], anchor=anchor))
+            if len(facts.facts) > 4 * MAX_SNIPPETS:
+                continue  # a flood: its text is still matched, not parsed
             try:
-                module = cst.parse_module(transform(stripped)[0])
+                tree = ast.parse(transform(stripped)[0])
             except Exception:
-                facts.add(Fact("string", text=stripped, evidence=stripped, anchor=anchor))
                 continue
-            PythonScanner(facts, memory, history, outer=anchor).visit_snippet(module)
+            LinearPass(facts, memory, lambda _line, at=anchor: at)(tree.body)
         findings = [
             self._finding(rule, fact, None, [], [], None)
             for rule, fact in self.engine.match(facts.facts)
         ]
-        # Python cannot run this cell either, so nothing runs: record, do not block
-        findings.append(self._incomplete(1, "log", reason))
+        if reason:  # Python cannot run this cell either, so nothing runs: record, do not block
+            findings.append(self._incomplete(1, "log", reason))
         return _Result(findings)
 
     def _incomplete(self, line: int, action: str, reason: str) -> Finding:
@@ -308,6 +381,20 @@ class Analyzer:
             severity="low",
             message=f"Part of this cell could not be parsed and was checked line by line only "
             f"({reason}).",
+            line=line,
+            column=1,
+            evidence="",
+            title="Analysis incomplete",
+        )
+
+    def _timeout(self, line: int) -> Finding:
+        return Finding(
+            category="analysis",
+            rule=TIMEOUT_RULE,
+            action=getattr(self.policy, "on_timeout", "block"),
+            severity="low",
+            message="This cell is too large or too complex to check in time, so it was not "
+            "run. Split it into smaller cells.",
             line=line,
             column=1,
             evidence="",

@@ -13,6 +13,7 @@ from typing import Any
 
 import libcst as cst
 
+from .budget import tick
 from .facts import UNKNOWN, Value
 
 MAX_FOLD = 100_000  # longest string the folder builds
@@ -159,6 +160,7 @@ class Folder:
         return value
 
     def _fold(self, node: cst.BaseExpression) -> Value:
+        tick()
         if isinstance(node, cst.SimpleString):
             return string_value(node.value)
         if isinstance(node, cst.ConcatenatedString):

@@ -11,7 +11,7 @@ import ast
 import bisect
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from ..policy.keywords import bare
@@ -25,6 +25,7 @@ class Snippet:
     text: str  # dedented, parsable on its own
     indent: int = 0  # columns removed by the dedent
     looped: bool = False  # inside an endless loop
+    node: ast.AST | None = field(default=None, compare=False)  # the statement (Python's ast)
 
 
 def line_starts(code: str) -> list[int]:
@@ -182,11 +183,11 @@ def snippet_for(node: ast.AST, lines: list[str], looped: bool = False) -> Snippe
         text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
     else:
         text = _dedent(lines[start - 1 : end], indent)
-    return Snippet(start - prefix.count("\n"), prefix + text, indent, looped)
+    return Snippet(start - prefix.count("\n"), prefix + text, indent, looped, node)
 
 
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
-    lines = code.splitlines()
+    lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
     out: list[Snippet] = []
     for line in sorted(wanted):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import posixpath
 import re
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from . import sinks
+from .budget import tick
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
 from .fold import Binding, Folder, Lookup, as_text
 from .ipymagics import MagicsMixin
@@ -17,6 +19,7 @@ from .shell import MAX_DEPTH, ShellScanner
 
 URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
 WRITES = frozenset({"write", "write_text", "write_bytes", "writelines"})
+MAX_PARSE = 20_000  # nested code longer than this is read by the linear pass
 
 
 @dataclass
@@ -150,6 +153,10 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
     ) -> None:
         self.module, self.base, self.indent, self.looped = module, base, indent, looped
         module.visit(self)
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        tick()  # the check's time budget, once per node
+        return super().on_visit(node)
 
     def _on_decoded(self, text: str) -> None:
         if self._current is not None:
@@ -462,6 +469,17 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             return
         from .transform import transform  # IPython syntax may appear in nested cells
 
+        if len(text) > MAX_PARSE:  # too large for libcst in time: the linear pass reads it
+            from .linear import LinearPass
+
+            tick()
+            try:
+                tree = ast.parse(transform(text)[0] if nested_cell else text)
+            except Exception:
+                self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
+                return
+            LinearPass(self.facts, self.memory, lambda _line: anchor)(tree.body, depth)
+            return
         try:
             code = transform(text)[0] if nested_cell or "!" in text or "%" in text else text
             module = cst.parse_module(code)

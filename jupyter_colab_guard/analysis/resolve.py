@@ -12,8 +12,9 @@ import libcst as cst
 from .facts import FactSet
 from .fold import Binding, Lookup
 from .locate import innermost, line_of, line_starts, snippet_for
-from .pyscan import Memory, PythonScanner
-from .transform import transform
+from .budget import tick
+from .pyscan import MAX_PARSE, Memory, PythonScanner
+from .transform import python_text, transform
 
 _BIND = re.compile(
     r"^[ \t]*(?:(?P<targets>[A-Za-z_][\w \t,]*?)[ \t]*(?::[^=\n]*)?[-+*/%|&^]?=(?!=)"
@@ -41,7 +42,7 @@ class CellIndex:
         self.code = code
         self._tree = tree
         self.outer = outer  # lookup in earlier cells
-        self._lines = code.splitlines()
+        self._lines = code.split("\n")
         self._cache: dict[tuple[str, int], Binding | None] = {}
         self._statements: dict[int, PythonScanner | None] = {}  # first line -> its scope
         self._budget = PARSE_BUDGET
@@ -57,7 +58,7 @@ class CellIndex:
             try:
                 code = transform(source)[0]
             except Exception:
-                code = source
+                code = python_text(source)
         return cls(code, None, outer)
 
     @property
@@ -136,8 +137,9 @@ class CellIndex:
         if snippet.first_line in self._statements:
             return self._statements[snippet.first_line]
         self._statements[snippet.first_line] = None
-        if self._budget <= 0 or not _WORTH.search(snippet.text):
-            return None
+        if self._budget <= 0 or len(snippet.text) > MAX_PARSE or not _WORTH.search(snippet.text):
+            return None  # (a statement too large for libcst in time binds nothing we know)
+        tick()
         self._budget -= 1
         try:
             module = cst.parse_module(snippet.text)

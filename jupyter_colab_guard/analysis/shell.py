@@ -10,6 +10,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping, MutableMapping
 
+from .budget import tick
 from .facts import Anchor, Fact, FactSet
 
 MAX_DEPTH = 6
@@ -197,6 +198,7 @@ class ShellScanner:
             return
         variables: dict[str, str] = dict(self.environ)
         for index, text, body in _logical_lines(script):
+            tick()
             where = dataclasses.replace(anchor, line_offset=anchor.line_offset + index)
             if text.strip():
                 self.facts.add(

@@ -1,11 +1,28 @@
-"""IPython's own cell transformation, with a map back to the original lines."""
+"""IPython's own cell transformation in linear time, with a map back to the original lines.
+
+IPython's ``TransformerManager.transform_cell`` re-tokenizes the whole cell after each piece
+of special syntax it rewrites (up to 500 times), so a cell of many ``!cmd`` lines costs
+seconds to minutes. The same result comes from IPython's own transformer classes applied
+to one logical line at a time: tokenizing resumes at the rewritten line, with the
+indentation stack it had there, instead of at the top of the cell.
+"""
 
 from __future__ import annotations
 
-import difflib
 import re
+import tokenize
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from IPython.core.inputtransformer2 import TransformerManager
+from IPython.core.inputtransformer2 import (
+    TRANSFORM_LOOP_LIMIT,
+    TokenTransformBase,
+    TransformerManager,
+    leading_empty_lines,
+)
+from IPython.utils.tokenutil import generate_tokens_catch_errors
+
+from .budget import tick
 
 # Line magics that IPython runs without '%' when a cell is one line (automagic).
 AUTOMAGIC = frozenset(
@@ -40,26 +57,181 @@ def _automagic(code: str) -> str:
 
 # Anything IPython's static transforms act on: escapes (! % ? , ; /) at a line start,
 # `x = !cmd`, `obj?`, prompts, a first line indented. Without them the cell is left as it is.
+# Line starts as IPython sees them: after any character str.splitlines() breaks at.
+_BREAK = r"(?:^|(?<=[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]))"
 _IPYTHON_SYNTAX = re.compile(
-    r"^[ \t]*[!%?,;/]|^[ \t]*\w[\w.]*[ \t]*=[ \t]*[!%]|\?[ \t]*$|^[ \t]*(?:>>>|In \[)|\A[ \t]+\S",
+    rf"{_BREAK}[ \t\x0c]*[!%?,;/]|=[ \t\x0c]*(?:\\\r?\n[ \t\x0c]*)*[!%]"
+    rf"|\?[ \t\x0c]*(?:$|\r)|{_BREAK}[ \t]*(?:>>>|In \[)|\A\s*[ \t]\S",
     re.MULTILINE,
 )
+_MANAGER = TransformerManager()
+
+
+def python_text(code: str) -> str:
+    """``code`` with Python's own line ends (``\\r\\n`` and ``\\r`` read as ``\\n``, which
+    the compiler does too, inside strings as well): line N of the result is ast's line N."""
+    return code.replace("\r\n", "\n").replace("\r", "\n") if "\r" in code else code
 
 
 def transform(source: str) -> tuple[str, list[int]]:
-    """Transformed Python text and, per transformed line, its 1-based original line."""
+    """Python text as IPython would run it and, per line of that text, its 1-based line in
+    ``source`` (lines counted as Python counts them). Raises what IPython raises."""
     if not _IPYTHON_SYNTAX.search(source) and "\n" in source.strip("\n"):
-        code = source if source.endswith("\n") else source + "\n"
+        code = python_text(source if source.endswith("\n") else source + "\n")
         return code, list(range(1, code.count("\n") + 1))
-    code = TransformerManager().transform_cell(source)
-    code = _automagic(code)
-    original = source.splitlines()
-    lines = code.splitlines()
-    if len(lines) == len(original):
-        return code, list(range(1, len(lines) + 1))
-    line_map = [1] * len(lines)
-    matcher = difflib.SequenceMatcher(None, original, lines, autojunk=False)
-    for _tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        for j in range(j1, j2):
-            line_map[j] = min(i1 + (j - j1), max(i1, i2 - 1)) + 1
-    return code, line_map
+    lines, origin = transform_lines(source)
+    code = _automagic("".join(lines))
+    return python_text(code), _python_line_map(source, lines, origin)
+
+
+def transform_cell(source: str) -> str:
+    """The same text as ``TransformerManager().transform_cell(source)``."""
+    return "".join(transform_lines(source)[0])
+
+
+def transform_lines(source: str) -> tuple[list[str], list[int]]:
+    """IPython's physical lines after transformation, and for each the 0-based index of the
+    ``source.splitlines()`` line it came from."""
+    cell = source if source.endswith("\n") else source + "\n"
+    lines = cell.splitlines(keepends=True)
+    origin = list(range(len(lines)))
+    for step in _MANAGER.cleanup_transforms + _MANAGER.line_transforms:
+        before = len(lines)
+        lines = step(lines)
+        if len(lines) != before:  # leading blank lines dropped, or a cell magic's one call
+            origin = origin[before - len(lines) :] if step is leading_empty_lines else [origin[0]]
+    return _token_transforms(lines, origin)
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What Python's tokenizer carries from one logical line to the next."""
+
+    indents: tuple[int, ...] = (0,)
+    depth: int = 0  # the tokenizer's own bracket depth: below zero after a stray `)`
+    parens: int = 0  # IPython's bracket depth (never below zero)
+
+
+def _token_transforms(lines: list[str], origin: list[int]) -> tuple[list[str], list[int]]:
+    finders: list[type[TokenTransformBase]] = list(_MANAGER.token_transformers)
+    start, state, changes = 0, _State(), 0
+    while True:
+        done = None
+        for group, first, before in _logical_lines(lines, start, state):
+            tick()
+            if not finders:
+                continue  # IPython still tokenizes to the end (and raises what it meets)
+            found = [t for cls in finders if (t := cls.find([group])) is not None]
+            for candidate in sorted(found, key=TokenTransformBase.sortby):
+                try:
+                    new = candidate.transform(lines)
+                except SyntaxError:
+                    continue
+                done = (candidate.start_line, new, first, before)
+                break
+            if done is not None:
+                break
+            # every candidate here failed: IPython finds this line first forever after
+            finders = [cls for cls in finders if not any(isinstance(t, cls) for t in found)]
+        if done is None:
+            return lines, origin
+        changes += 1
+        if changes >= TRANSFORM_LOOP_LIMIT:
+            raise RuntimeError(
+                f"Input transformation still changing after {TRANSFORM_LOOP_LIMIT} iterations."
+            )
+        at, new, start, state = done
+        removed = len(lines) - len(new)
+        origin = origin[: at + 1] + origin[at + 1 + removed :]
+        lines = new
+
+
+def _column(line: str) -> int:
+    """The indentation column Python's tokenizer computes for a line."""
+    column = 0
+    for char in line:
+        if char == " ":
+            column += 1
+        elif char == "\t":
+            column = (column // 8 + 1) * 8
+        elif char == "\x0c":
+            column = 0
+        else:
+            break
+    return column
+
+
+def _priming(state: _State) -> list[str]:
+    """Lines that leave Python's tokenizer in ``state``."""
+    prime = [" " * column + "pass\n" for column in state.indents]
+    if state.depth < 0:
+        prime.append(" " * state.indents[-1] + ")" * -state.depth + "\n")
+    return prime
+
+
+def _logical_lines(
+    lines: list[str], start: int, state: _State
+) -> Iterator[tuple[list[tokenize.TokenInfo], int, _State]]:
+    """Token groups as IPython's ``make_tokens_by_line`` makes them, for ``lines[start:]``,
+    lazily, tokenizing as if the lines before had left ``state``. Yields (group with
+    absolute 1-based rows, its first physical line (0-based), the state before it)."""
+    prime = _priming(state)
+    shift = start - len(prime)
+    feed = iter(prime + lines[start:])
+    indents, depth, parens = list(state.indents), state.depth, state.parens
+    group: list[tokenize.TokenInfo] = []
+    first, before = start, state
+    try:
+        for token in generate_tokens_catch_errors(feed.__next__, ["expected EOF"]):
+            row = token.start[0]
+            if row <= len(prime):
+                continue  # the priming lines
+            if token.type == tokenize.ERRORTOKEN and not token.string and token.start == token.end:
+                # the catch-all's stand-in for an error: (row, end row) of the token before
+                token = token._replace(start=(row + shift, token.start[1] + shift))
+                token = token._replace(end=token.start)
+            else:
+                token = token._replace(
+                    start=(row + shift, token.start[1]), end=(token.end[0] + shift, token.end[1])
+                )
+            group.append(token)
+            if token.type == tokenize.INDENT:
+                indents.append(_column(token.line))
+            elif token.type == tokenize.DEDENT and len(indents) > 1:
+                indents.pop()
+            elif token.type == tokenize.OP and token.string in "([{":
+                depth, parens = depth + 1, parens + 1
+            elif token.type == tokenize.OP and token.string in ")]}":
+                depth, parens = depth - 1, max(parens - 1, 0)
+            elif token.type == tokenize.NEWLINE or (token.type == tokenize.NL and parens <= 0):
+                yield group, first, before
+                group, first = [], token.end[0]
+                before = _State(tuple(indents), depth, parens)
+    except tokenize.TokenError:
+        pass  # the cell ends inside a string or brackets: IPython takes that as it is
+    if group:
+        yield group, first, before
+
+
+def _python_line_map(source: str, lines: list[str], origin: list[int]) -> list[int]:
+    """Per line of the transformed text (Python's line ends), the 1-based line of
+    ``source`` (Python's line ends) it came from."""
+    original = source.splitlines(keepends=True)
+    source_line: list[int] = []  # per splitlines() element of the source: its Python line
+    number = 1
+    for element in original:
+        source_line.append(number)
+        if element.endswith(("\n", "\r")):
+            number += 1
+    out: list[int] = []
+    fresh, after_cr = True, False
+    for element, came_from in zip(lines, origin, strict=True):
+        if after_cr and element.startswith("\n"):
+            element = element[1:]  # "\r" then "\n": one line end
+        if not element:
+            continue
+        if fresh:
+            out.append(source_line[came_from] if came_from < len(source_line) else number)
+        fresh = element.endswith(("\n", "\r"))
+        after_cr = element.endswith("\r")
+    return out or [1]
