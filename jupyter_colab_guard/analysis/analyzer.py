@@ -43,6 +43,8 @@ SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re
 @dataclass
 class _Result:
     findings: list[Finding]
+    code: str | None = None  # the code analysed and its tree, for the session's index
+    tree: ast.Module | None = None
 
 
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
@@ -67,14 +69,19 @@ class Analyzer:
         self._lock = threading.Lock()
 
     # -- public API ---------------------------------------------------------------
-    def check(self, source: str, identity: Identity | None = None) -> list[Finding]:
+    def check(
+        self, source: str, identity: Identity | None = None, budget: float | None = None
+    ) -> list[Finding]:
+        """Findings for one cell; ``budget``: see ``analyse``."""
         key = hashlib.blake2b(source.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
                 self._cache.move_to_end(key)
         if cached is None:
-            cached = self.analyse(source, Memory(), None).findings
+            cached = self.analyse(source, Memory(), None, budget).findings
+            if any(f.rule == TIMEOUT_RULE for f in cached):
+                return self.policy.filter(cached, identity)  # may finish next time: not kept
             with self._lock:
                 self._cache[key] = cached
                 if len(self._cache) > self._cache_size:
@@ -193,10 +200,6 @@ class Analyzer:
         IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            try:  # plain Python: IPython's transforms would leave it as it is
-                return source, ast.parse(source), list(range(1, source.count("\n") + 2))
-            except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
-                pass
             try:
                 code, line_map = transform(source)
             except Exception:  # IPython gives up on it too: the kernel runs nothing
@@ -248,9 +251,12 @@ class Analyzer:
             unfinished += [s for s in wanted if s.first_line not in done]
         if unfinished:  # never fail open: what the deep analysis did not finish, read linearly
             with unlimited():
-                LinearPass(facts, memory, lambda line: Anchor(line=_original(line_map, line)))(
-                    s.node for s in unfinished if s.node is not None
-                )
+                LinearPass(
+                    facts,
+                    memory,
+                    lambda line: Anchor(line=_original(line_map, line)),
+                    self.engine.wants_args,
+                )(s.node for s in unfinished if s.node is not None)
         remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         findings = self._findings(facts.facts + remembered, source, code, line_map)
         if timed_out:
@@ -265,7 +271,7 @@ class Analyzer:
                 )
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
-        return _Result(findings)
+        return _Result(findings, code, tree)
 
     def _visit(
         self,
@@ -364,7 +370,9 @@ class Analyzer:
                 tree = ast.parse(transform(stripped)[0])
             except Exception:
                 continue
-            LinearPass(facts, memory, lambda _line, at=anchor: at)(tree.body)
+            LinearPass(facts, memory, lambda _line, at=anchor: at, self.engine.wants_args)(
+                tree.body
+            )
         findings = [
             self._finding(rule, fact, None, [], [], None)
             for rule, fact in self.engine.match(facts.facts)
@@ -554,8 +562,12 @@ class Session:
 
         return lookup
 
-    def check(self, source: str) -> list[Finding]:
+    def check(self, source: str, budget: float | None = None) -> list[Finding]:
+        """Findings for the next cell; ``budget``: see ``Analyzer.analyse``."""
         earlier = self._lookup_before(len(self._cells))
-        result = self.analyzer.analyse(source, self.memory, earlier)
-        self._cells.append(CellIndex.from_source(source, earlier))
+        result = self.analyzer.analyse(source, self.memory, earlier, budget)
+        if result.code is not None:
+            self._cells.append(CellIndex(result.code, result.tree, earlier))
+        else:
+            self._cells.append(CellIndex.from_source(source, earlier))
         return self.analyzer.policy.filter(result.findings, self.identity)

@@ -10,6 +10,9 @@ arguments, and the text every shell door (``!cmd``, ``%%bash``, ``os.system``,
 from __future__ import annotations
 
 import ast
+import base64
+import binascii
+import codecs
 from collections.abc import Callable, Iterable
 
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
@@ -40,8 +43,15 @@ MAX_NESTED = 2  # python -c text analysed again, this deep
 
 
 class LinearPass:
-    def __init__(self, facts: FactSet, memory: Memory, anchor_of: Callable[[int], Anchor]) -> None:
+    def __init__(
+        self,
+        facts: FactSet,
+        memory: Memory,
+        anchor_of: Callable[[int], Anchor],
+        wants_call: Callable[[str], bool] = lambda name: True,
+    ) -> None:
         self.facts = facts
+        self.wants_call = wants_call  # calls worth a fact (a rule or a sink names them)
         self.anchor_of = anchor_of  # line of the analysed code -> where facts point
         self.memory = memory
         self._chained: set[int] = set()  # `+` nodes inside a chain already read whole
@@ -70,7 +80,8 @@ class LinearPass:
             tree = ast.parse(text)
         except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
             return
-        LinearPass(self.facts, self.memory, lambda _line: anchor)(tree.body, depth + 1)
+        nested = LinearPass(self.facts, self.memory, lambda _line: anchor, self.wants_call)
+        nested(tree.body, depth + 1)
 
     def _node(
         self,
@@ -118,10 +129,16 @@ class LinearPass:
             head, _, rest = name.partition(".")
             if head in aliases:
                 name = f"{aliases[head]}.{rest}" if rest else aliases[head]
-            args = tuple(_literal(a) for a in node.args)
-            kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
-            self._add("call", anchor, name=name, args=args, kwargs=kwargs, evidence=name)
+            if self.wants_call(name):
+                args = tuple(_literal(a) for a in node.args)
+                kwargs = {k.arg: _literal(k.value) for k in node.keywords if k.arg}
+                self._add("call", anchor, name=name, args=args, kwargs=kwargs, evidence=name)
         verb = node.func.attr if isinstance(node.func, ast.Attribute) else _dotted(node.func)
+        decoded = _decode(node, verb)
+        if decoded:  # hidden text: read as text, as shell and as Python, like the deep pass
+            self._text(decoded, anchor)
+            shell.scan(decoded, anchor, depth + 1)
+            self.python_text(decoded, anchor, depth + 1)
         values = [_literal(a) for a in node.args]
         if verb == "run_line_magic" and len(values) >= 2 and _all_text(values[:2]):
             shell.scan(f"{values[0]} {values[1]}", anchor, depth)
@@ -192,6 +209,68 @@ def _literal(node: ast.AST) -> Value:
         text = _concatenation(node)
         return UNKNOWN if text is None else text
     return UNKNOWN
+
+
+DECODERS = {
+    "fromhex": lambda data: bytes.fromhex(data.decode() if isinstance(data, bytes) else data),
+    "unhexlify": binascii.unhexlify,
+    "a2b_hex": binascii.unhexlify,
+    "b64decode": base64.b64decode,
+    "urlsafe_b64decode": base64.urlsafe_b64decode,
+    "standard_b64decode": base64.standard_b64decode,
+    "decodebytes": base64.decodebytes,
+    "b32decode": base64.b32decode,
+    "b16decode": base64.b16decode,
+    "b85decode": base64.b85decode,
+    "a85decode": base64.a85decode,
+}
+
+
+def _decode(node: ast.Call, verb: str) -> str | None:
+    """The text of a decoder called on a literal: ``"".join([chr(120), ...])``,
+    ``"".join(map(chr, [...]))``, ``bytes.fromhex("...")``, ``base64.b64decode("...")``,
+    ``codecs.decode("...", "rot13")``. None for anything else."""
+    args = node.args
+    try:
+        if verb == "join" and len(args) == 1:
+            return _chr_join(args[0])
+        if verb in DECODERS and args and isinstance(args[0], ast.Constant):
+            data = args[0].value
+            if isinstance(data, str | bytes):
+                raw = data.encode() if isinstance(data, str) and verb != "fromhex" else data
+                return _as_text(DECODERS[verb](raw))
+        if verb == "decode" and len(args) == 2 and _dotted(node.func) == "codecs.decode":
+            data, how = _literal(args[0]), _literal(args[1])
+            if isinstance(data, str) and isinstance(how, str):
+                return _as_text(codecs.decode(data, how))
+    except (ValueError, TypeError, LookupError, binascii.Error, OverflowError):
+        return None
+    return None
+
+
+def _chr_join(arg: ast.AST) -> str | None:
+    if isinstance(arg, ast.Call) and _dotted(arg.func) == "map" and len(arg.args) == 2:
+        if _dotted(arg.args[0]) == "chr" and isinstance(arg.args[1], ast.List | ast.Tuple):
+            codes = [_literal(e) for e in arg.args[1].elts]
+            return "".join(chr(c) for c in codes) if all(type(c) is int for c in codes) else None
+        return None
+    if not isinstance(arg, ast.List | ast.Tuple):
+        return None
+    parts: list[str] = []
+    for item in arg.elts:
+        if isinstance(item, ast.Constant) and isinstance(item.value, str):
+            parts.append(item.value)
+        elif (
+            isinstance(item, ast.Call)
+            and _dotted(item.func) == "chr"
+            and len(item.args) == 1
+            and isinstance(item.args[0], ast.Constant)
+            and type(item.args[0].value) is int
+        ):
+            parts.append(chr(item.args[0].value))
+        else:
+            return None
+    return "".join(parts)
 
 
 def _joined(node: ast.JoinedStr) -> str:

@@ -478,7 +478,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             except Exception:
                 self.facts.add(Fact("string", text=text, evidence=text[:200], anchor=anchor))
                 return
-            LinearPass(self.facts, self.memory, lambda _line: anchor)(tree.body, depth)
+            LinearPass(self.facts, self.memory, lambda _line: anchor, self.wants_args)(
+                tree.body, depth
+            )
             return
         try:
             code = transform(text)[0] if nested_cell or "!" in text or "%" in text else text

@@ -9,10 +9,10 @@ import warnings
 
 import libcst as cst
 
+from .budget import tick
 from .facts import FactSet
 from .fold import Binding, Lookup
 from .locate import innermost, line_of, line_starts, snippet_for
-from .budget import tick
 from .pyscan import MAX_PARSE, Memory, PythonScanner
 from .transform import python_text, transform
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from IPython.core.inputtransformer2 import (
     TRANSFORM_LOOP_LIMIT,
+    HelpEnd,
     TokenTransformBase,
     TransformerManager,
     leading_empty_lines,
@@ -76,8 +77,8 @@ def python_text(code: str) -> str:
 def transform(source: str) -> tuple[str, list[int]]:
     """Python text as IPython would run it and, per line of that text, its 1-based line in
     ``source`` (lines counted as Python counts them). Raises what IPython raises."""
-    if not _IPYTHON_SYNTAX.search(source) and "\n" in source.strip("\n"):
-        code = python_text(source if source.endswith("\n") else source + "\n")
+    if not _IPYTHON_SYNTAX.search(source):  # IPython would leave it as it is
+        code = python_text(_automagic(source if source.endswith("\n") else source + "\n"))
         return code, list(range(1, code.count("\n") + 1))
     lines, origin = transform_lines(source)
     code = _automagic("".join(lines))
@@ -117,12 +118,13 @@ def _token_transforms(lines: list[str], origin: list[int]) -> tuple[list[str], l
     start, state, changes = 0, _State(), 0
     while True:
         done = None
-        for group, first, before in _logical_lines(lines, start, state):
+        for group, shift, first, before in _logical_lines(lines, start, state):
             tick()
-            if not finders:
-                continue  # IPython still tokenizes to the end (and raises what it meets)
+            if not finders or not _maybe(lines, group, shift, first):
+                continue  # (IPython still tokenizes to the end, and raises what it meets)
             found = [t for cls in finders if (t := cls.find([group])) is not None]
             for candidate in sorted(found, key=TokenTransformBase.sortby):
+                _move(candidate, shift)
                 try:
                     new = candidate.transform(lines)
                 except SyntaxError:
@@ -146,6 +148,23 @@ def _token_transforms(lines: list[str], origin: list[int]) -> tuple[list[str], l
         lines = new
 
 
+_ESCAPES = re.compile(r"[!%?,;/]")  # a line without any of these has nothing to transform
+
+
+def _maybe(lines: list[str], group: list[tokenize.TokenInfo], shift: int, first: int) -> bool:
+    last = group[-1].end[0] + shift
+    if last - first <= 1:
+        return _ESCAPES.search(lines[first]) is not None if first < len(lines) else False
+    return _ESCAPES.search("".join(lines[first:last])) is not None
+
+
+def _move(candidate: TokenTransformBase, shift: int) -> None:
+    """Rows of a candidate found in tokens of a resumed tokenizer, made absolute."""
+    candidate.start_line += shift
+    if isinstance(candidate, HelpEnd):
+        candidate.q_line += shift
+
+
 def _column(line: str) -> int:
     """The indentation column Python's tokenizer computes for a line."""
     column = 0
@@ -162,7 +181,9 @@ def _column(line: str) -> int:
 
 
 def _priming(state: _State) -> list[str]:
-    """Lines that leave Python's tokenizer in ``state``."""
+    """Lines that leave Python's tokenizer in ``state`` (none for a fresh one)."""
+    if state.indents == (0,) and state.depth == 0:
+        return []
     prime = [" " * column + "pass\n" for column in state.indents]
     if state.depth < 0:
         prime.append(" " * state.indents[-1] + ")" * -state.depth + "\n")
@@ -171,46 +192,51 @@ def _priming(state: _State) -> list[str]:
 
 def _logical_lines(
     lines: list[str], start: int, state: _State
-) -> Iterator[tuple[list[tokenize.TokenInfo], int, _State]]:
+) -> Iterator[tuple[list[tokenize.TokenInfo], int, int, _State]]:
     """Token groups as IPython's ``make_tokens_by_line`` makes them, for ``lines[start:]``,
-    lazily, tokenizing as if the lines before had left ``state``. Yields (group with
-    absolute 1-based rows, its first physical line (0-based), the state before it)."""
+    lazily, tokenizing as if the lines before had left ``state``. Yields (group, the
+    number to add to its rows, its first physical line (0-based), the state before it)."""
     prime = _priming(state)
-    shift = start - len(prime)
-    feed = iter(prime + lines[start:])
+    skip = len(prime)
+    shift = start - skip
+    feed = iter(prime + lines[start:]) if prime else iter(lines[start:])
     indents, depth, parens = list(state.indents), state.depth, state.parens
     group: list[tokenize.TokenInfo] = []
     first, before = start, state
     try:
-        for token in generate_tokens_catch_errors(feed.__next__, ["expected EOF"]):
-            row = token.start[0]
-            if row <= len(prime):
+        for count, token in enumerate(generate_tokens_catch_errors(feed.__next__, _EOF)):
+            if not count & 1023:
+                tick()  # one line can hold a million tokens
+            kind = token.type
+            if token.start[0] <= skip:
                 continue  # the priming lines
-            if token.type == tokenize.ERRORTOKEN and not token.string and token.start == token.end:
+            if kind == tokenize.ERRORTOKEN and not token.string and token.start == token.end:
                 # the catch-all's stand-in for an error: (row, end row) of the token before
-                token = token._replace(start=(row + shift, token.start[1] + shift))
+                token = token._replace(start=(token.start[0], token.start[1] + shift))
                 token = token._replace(end=token.start)
-            else:
-                token = token._replace(
-                    start=(row + shift, token.start[1]), end=(token.end[0] + shift, token.end[1])
-                )
             group.append(token)
-            if token.type == tokenize.INDENT:
-                indents.append(_column(token.line))
-            elif token.type == tokenize.DEDENT and len(indents) > 1:
-                indents.pop()
-            elif token.type == tokenize.OP and token.string in "([{":
-                depth, parens = depth + 1, parens + 1
-            elif token.type == tokenize.OP and token.string in ")]}":
-                depth, parens = depth - 1, max(parens - 1, 0)
-            elif token.type == tokenize.NEWLINE or (token.type == tokenize.NL and parens <= 0):
-                yield group, first, before
-                group, first = [], token.end[0]
+            if kind == tokenize.OP:
+                if token.string in _OPENING:
+                    depth, parens = depth + 1, parens + 1
+                elif token.string in _CLOSING:
+                    depth, parens = depth - 1, max(parens - 1, 0)
+            elif kind == tokenize.NEWLINE or (kind == tokenize.NL and parens <= 0):
+                yield group, shift, first, before
+                group, first = [], token.end[0] + shift
                 before = _State(tuple(indents), depth, parens)
+            elif kind == tokenize.INDENT:
+                indents.append(_column(token.line))
+            elif kind == tokenize.DEDENT and len(indents) > 1:
+                indents.pop()
     except tokenize.TokenError:
         pass  # the cell ends inside a string or brackets: IPython takes that as it is
     if group:
-        yield group, first, before
+        yield group, shift, first, before
+
+
+_EOF = ["expected EOF"]
+_OPENING = frozenset("([{")
+_CLOSING = frozenset(")]}")
 
 
 def _python_line_map(source: str, lines: list[str], origin: list[int]) -> list[int]:
