@@ -2,6 +2,12 @@
 
 A keyword is either a substring (``stratum+``) or a whole word written ``\\bxmrig\\b``,
 which only counts where it stands as a word of its own (not inside ``xmrigger``).
+
+Policy patterns are RE2 syntax, read here with Python's parser. Where the two differ,
+Python must never see a literal RE2 does not require: a pattern Python rejects (``\\pL``,
+``\\z``, ``\\Q...\\E``) or with a POSIX class (``[[:alpha:]]``, to Python a set and then a
+literal ``]``) gets no keyword; ``x{,3}`` (literal text to RE2) only hides literals from
+Python.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import re._parser as P
 
 MIN_KEYWORD = 3
 _WORD = re.compile(r"\w+")
+_POSIX_CLASS = re.compile(r"\[:\^?[a-z]+:\]")
 
 # A requirement is a set of alternatives: at least one of them occurs in any match.
 Requirement = frozenset[str]
@@ -84,6 +91,8 @@ def _sequence(items: P.SubPattern | list) -> list[Requirement]:
 
 def regex_keywords(pattern: str) -> tuple[str, ...]:
     """Keywords of which every match contains at least one; () if none found."""
+    if _POSIX_CLASS.search(pattern):
+        return ()
     try:
         parsed = P.parse(pattern, re.IGNORECASE)
     except re.error:

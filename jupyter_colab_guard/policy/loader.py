@@ -22,6 +22,7 @@ from .model import (
     PolicyException,
     Rule,
 )
+from .regex import Regex, RegexError, compile_regex
 
 ACTIONS = ("log", "warn", "block")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -124,14 +125,15 @@ class _Reader:
         value = self.string(node, key)
         return (value,) if value is not None else ()
 
-    def regex(self, node: Node | None, key: str) -> re.Pattern[str] | None:
+    def regex(self, node: Node | None, key: str) -> Regex | None:
+        """An RE2 pattern (linear-time search); constructs RE2 lacks are problems."""
         text = self.string(node, key)
         if text is None:
             return None
         try:
-            return re.compile(text, re.IGNORECASE)
-        except re.error as exc:
-            self.error(node, key, f"invalid regex: {exc}")
+            return compile_regex(text)
+        except RegexError as exc:
+            self.error(node, key, str(exc))
             return None
 
     def integer(self, node: Node, key: str) -> int | None:
@@ -278,10 +280,8 @@ class _PolicyBuilder:
             return Leaf(kind, pattern=pattern, ports=tuple(ports), keywords=keywords)
         return None
 
-    def _conditions(
-        self, node: Node, key: str, key_type: type
-    ) -> list[tuple[Any, re.Pattern[str]]]:
-        out: list[tuple[Any, re.Pattern[str]]] = []
+    def _conditions(self, node: Node, key: str, key_type: type) -> list[tuple[Any, Regex]]:
+        out: list[tuple[Any, Regex]] = []
         if not isinstance(node, MappingNode):
             self.r.error(node, key, "must be a mapping")
             return out

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..analysis.findings import Finding
+    from .regex import Regex
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,9 @@ class Leaf:
     kind: str
     names: tuple[str, ...] = ()  # import modules, call names, programs, packages
     managers: tuple[str, ...] = ()  # install: package managers (empty = any)
-    pattern: re.Pattern[str] | None = None  # url/string regex, shell args regex, connect host
-    args: tuple[tuple[int, re.Pattern[str]], ...] = ()  # call positional conditions
-    kwargs: tuple[tuple[str, re.Pattern[str]], ...] = ()  # call keyword conditions
+    pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
+    args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
+    kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
     looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
     ports: tuple[int, ...] = ()  # connect ports
     keywords: tuple[str, ...] = ()  # lower-case literals any match must contain
