@@ -59,19 +59,22 @@ def notebook_cells(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def scan_path(analyzer: Analyzer, path: Path) -> list[Located]:
+def scan_path(analyzer: Analyzer, path: Path, budget: float | None = None) -> list[Located]:
+    """Findings of one file; ``budget``: seconds of deep analysis per cell (past it the
+    cell gets the policy's ``on_timeout``)."""
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".ipynb":
         session = analyzer.session()
         return [
             Located(str(path), index, f)
             for index, source in notebook_cells(text)
-            for f in session.check(source)
+            for f in session.check(source, budget)
         ]
     if path.suffix in (".sh", ".bash"):
         text = "%%bash\n" + text  # a shell script is checked as a %%bash cell
-        return [Located(str(path), None, _shift(f, -1)) for f in analyzer.check(text)]
-    return [Located(str(path), None, f) for f in analyzer.check(text)]
+        found = analyzer.check(text, budget=budget)
+        return [Located(str(path), None, _shift(f, -1)) for f in found]
+    return [Located(str(path), None, f) for f in analyzer.check(text, budget=budget)]
 
 
 def _shift(finding: Finding, lines: int) -> Finding:
@@ -196,7 +199,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     errors: list[dict[str, str]] = []
     for path in iter_files(args.paths):
         try:
-            found.extend(scan_path(analyzer, path))
+            found.extend(scan_path(analyzer, path, args.budget))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             errors.append({"path": str(path), "message": f"cannot read: {exc}"})
     if args.format == "json":
@@ -286,6 +289,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if policy.tiers:
         print(f"Tiers: {', '.join(policy.tiers)} (no tier given = {policy.tiers[0]})")
     print(f"When a cell cannot be fully analysed: {policy.on_error}")
+    print(f"When a cell cannot be checked in time: {policy.on_timeout}")
     for category in policy.categories.values():
         tiers = f" [tiers: {', '.join(category.tiers)}]" if category.tiers else ""
         print(f"\n## {category.title} ({category.id}){tiers}")
@@ -310,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="check notebooks, .py and .sh files or directories")
     check.add_argument("--policy", help="policy YAML (default: the shipped Colab policy)")
     check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    check.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="seconds of deep analysis per cell; past it the cell is reported as "
+        "analysis.timeout with the policy's on_timeout action (default 10)",
+    )
     check.add_argument("paths", nargs="+")
     check.set_defaults(func=cmd_check)
     policy = sub.add_parser("policy", help="validate, test or explain a policy")

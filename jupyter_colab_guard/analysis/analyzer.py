@@ -399,7 +399,7 @@ class Analyzer:
         return Finding(
             category="analysis",
             rule=TIMEOUT_RULE,
-            action=getattr(self.policy, "on_timeout", "block"),
+            action=self.policy.on_timeout,
             severity="low",
             message="This cell is too large or too complex to check in time, so it was not "
             "run. Split it into smaller cells.",

@@ -306,13 +306,14 @@ class _PolicyBuilder:
             root,
             "",
             {"version", "categories", "rules"},
-            {"name", "tiers", "exceptions", "on_error", "metadata"},
+            {"name", "tiers", "exceptions", "on_error", "on_timeout", "metadata"},
         )
         if "version" in top and r.string(top["version"], "version") != "1":
             r.error(top["version"], "version", "must be 1")
         name = r.string(top.get("name"), "name", "policy") or "policy"
         tiers = r.strings(top.get("tiers"), "tiers")
         on_error = r.choice(top.get("on_error"), "on_error", ACTIONS) or "log"
+        on_timeout = r.choice(top.get("on_timeout"), "on_timeout", ACTIONS) or "block"
         categories = self.categories(top.get("categories"), tiers)
         rules = self.rules(top.get("rules"), categories, tiers)
         exceptions = self.exceptions(top.get("exceptions"), categories, rules, tiers)
@@ -325,6 +326,7 @@ class _PolicyBuilder:
             rules=rules,
             exceptions=exceptions,
             on_error=on_error,
+            on_timeout=on_timeout,
             version=version,
             leaves=self.leaves,
             warnings=self.warnings,

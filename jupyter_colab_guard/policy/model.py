@@ -102,6 +102,7 @@ class Policy:
     exceptions: list[PolicyException]
     on_error: str
     version: str
+    on_timeout: str = "block"  # a cell the check could not finish in its time budget
     path: str | None = None
     leaves: list[Leaf] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
