@@ -169,7 +169,7 @@ class Analyzer:
         except OutOfTime:  # before the cell could even be parsed: its lines, one by one
             with unlimited():
                 result = self._fallback(python_text(source), memory, None, "")
-            result.findings.append(self._timeout(1))
+            result.findings.append(self.timeout_finding(1))
             return result
         except Exception as exc:  # the analyzer must never take the kernel or server down
             return _Result([self._error_finding(exc)])
@@ -260,7 +260,7 @@ class Analyzer:
         remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         findings = self._findings(facts.facts + remembered, source, code, line_map)
         if timed_out:
-            findings.append(self._timeout(_original(line_map, unfinished[0].first_line)))
+            findings.append(self.timeout_finding(_original(line_map, unfinished[0].first_line)))
         elif unfinished:
             findings.append(
                 self._incomplete(
@@ -395,7 +395,8 @@ class Analyzer:
             title="Analysis incomplete",
         )
 
-    def _timeout(self, line: int) -> Finding:
+    def timeout_finding(self, line: int = 1) -> Finding:
+        """The finding of a cell that could not be checked in time (``on_timeout``)."""
         return Finding(
             category="analysis",
             rule=TIMEOUT_RULE,

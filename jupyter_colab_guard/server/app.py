@@ -125,7 +125,29 @@ class ColabGuardApp(ExtensionApp):
         help="Seconds the check of one execution may take (it runs in a thread pool); "
         "longer: fail_mode decides (closed: refused).",
     )
-    check_workers = Int(4, config=True, help="Threads that run checks and kernel reports.")
+    check_workers = Int(
+        16,
+        config=True,
+        help="Threads that run checks and kernel reports (a check waiting for an analysis "
+        "worker holds one).",
+    )
+    check_budget = Float(
+        3.0,
+        config=True,
+        help="Seconds of deep analysis per cell. Past it the rest of the cell is read by the "
+        "linear pass and the cell gets the policy's on_timeout action (default: refused, "
+        "no strike).",
+    )
+    analysis_workers = Int(
+        2,
+        config=True,
+        help="Child processes that analyse cells (0: in the server's own threads). A worker "
+        "that has not answered within min(0.8 * check_timeout, 2 * check_budget + 2) "
+        "seconds is killed and started again.",
+    )
+    checks_per_user = Int(
+        1, config=True, help="Checks of one user that run at once; the others wait their turn."
+    )
     max_cell_size = Int(
         1_000_000,
         config=True,
@@ -279,6 +301,9 @@ class ColabGuardApp(ExtensionApp):
                 appeal_url=self.appeal_url or url_path_join(base, "colab-guard/") + "#appeal",
                 show_evidence=self.show_evidence,
                 check_timeout=self.check_timeout,
+                check_budget=self.check_budget,
+                analysis_workers=self.analysis_workers,
+                checks_per_user=self.checks_per_user,
                 max_cell_size=self.max_cell_size,
                 max_report_bytes=self.max_report_bytes,
                 report_rate=(self.report_rate_limit, self.report_rate_window),
@@ -426,6 +451,7 @@ class ColabGuardApp(ExtensionApp):
             cb.stop()
         if self.guard is not None:
             self.guard.pool.shutdown(wait=False, cancel_futures=True)
+            self.guard.policies.shutdown()
             try:
                 self.guard.store.flush_pending()
             finally:

@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..analysis.analyzer import TIMEOUT_RULE
 from ..analysis.findings import Finding, strongest_action
 from .escalation import Status
 from .kernels import KernelRegistry
@@ -97,7 +98,8 @@ class Checker:
             path=path,
         )
         try:
-            return await self.pool.run(check)  # type: ignore[no-any-return]
+            user = self.users.resolve_user(user_obj)
+            return await self.pool.run(check, user=user)  # type: ignore[no-any-return]
         except Exception as err:
             what = "timed out" if isinstance(err, TimeoutError) else f"failed ({err!r})"
             user = self.users.resolve_user(user_obj)
@@ -128,8 +130,11 @@ class Checker:
         action = strongest_action(findings)
         stored = True
         full = code if not expressions else code + "\n" + "\n".join(expressions)
-        if action is not None:
-            top = max(findings, key=lambda f: ("log", "warn", "block").index(f.action))
+        if action is not None:  # a finding of the policy's before one about the check itself
+            top = max(
+                findings,
+                key=lambda f: (("log", "warn", "block").index(f.action), f.category != "analysis"),
+            )
             stored = self.recorder.record(
                 user=user,
                 kind="finding",
@@ -140,12 +145,16 @@ class Checker:
                 others=[f for f in findings if f is not top],
                 cell_hash=cell_hash(full),
                 cell_text=full,
-                strike=action in ("block", "warn"),
+                # a cell too large or complex to check is refused, not held against anyone
+                strike=action in ("block", "warn") and top.category != "analysis",
             )
         known = self.standing.safe_status(user)
         status = known or UNKNOWN
         if action == "block":
-            return Decision(True, "block", user, findings, status, stored)
+            timeout = all(f.rule == TIMEOUT_RULE for f in findings if f.action == "block") and any(
+                f.rule == TIMEOUT_RULE for f in findings
+            )
+            return Decision(True, "timeout" if timeout else "block", user, findings, status, stored)
         if known is None and self.settings.fail_mode == "closed":
             # the store is down: where the user stands is unknown (strikes are spooled)
             return Decision(True, "unavailable", user, findings, status, stored)
@@ -172,10 +181,10 @@ class Checker:
             return None
         ident = self.users.identity(user, user_obj)
         findings: list[Finding] = []
+        sess, lock = self.policies.session(kernel_id, ident)
         if code.strip():
-            sess, lock = self.policies.session(kernel_id, ident)
             with lock:
-                findings = list(sess.check(code))
+                findings = self.policies.check(sess, code)
         for expr in expressions:
-            findings += analyzer.check(expr, identity=ident)
+            findings += self.policies.check_expression(sess, expr)
         return self.standing.drop_excepted(user, findings)

@@ -8,9 +8,12 @@ import threading
 from typing import Any
 
 from ..analysis import Analyzer
+from ..analysis.findings import Finding
+from ..analysis.worker import PolicyRef
 from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
 from . import events as E
 from .settings import GuardSettings
+from .workers import AnalysisWorkers, RemoteSession, WorkerTimeout
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,11 @@ class PolicyHolder:
         self.kernel_policy_path: str | None = policy_path
         self.policy: Policy | None = None
         self.analyzer: Analyzer | None = None
+        self.ref: PolicyRef | None = None  # what analysis workers build the policy from
+        # analysis in child processes (settings.analysis_workers); None: in this process
+        self.workers: AnalysisWorkers | None = None
+        if settings.analysis_workers > 0:
+            self.workers = AnalysisWorkers(settings.analysis_workers)
         self._sig: tuple[Any, ...] | None = None
         self._sessions: dict[tuple[str, str, str], Session] = {}
         self._lock = threading.Lock()
@@ -92,6 +100,7 @@ class PolicyHolder:
         with self._lock:
             self.policy = policy
             self.analyzer = Analyzer(policy)
+            self.ref = PolicyRef(policy.version, self.policy_path, text)
             self._sessions.clear()
             if snapshot:
                 self.kernel_policy_path = snapshot
@@ -137,13 +146,47 @@ class PolicyHolder:
         with self._lock:
             entry = self._sessions.get(key)
             if entry is None:
-                entry = self._sessions[key] = (
-                    self.analyzer.session(identity=identity),
-                    threading.Lock(),
+                made: Any = (
+                    self.workers.session(key[:2], identity)
+                    if self.workers is not None
+                    else self.analyzer.session(identity=identity)
                 )
+                entry = self._sessions[key] = (made, threading.Lock())
         return entry
+
+    def check(self, session: Any, code: str) -> list[Finding]:
+        """Findings of the next cell of a session, within ``check_budget`` (a worker that
+        does not answer in time is restarted: the cell gets ``analysis.timeout``)."""
+        analyzer, budget = self.analyzer, self.settings.check_budget
+        assert analyzer is not None and self.ref is not None
+        if not isinstance(session, RemoteSession):
+            return list(session.check(code, budget))
+        try:
+            timeout = self.settings.worker_timeout
+            return self.workers.check(session, analyzer, self.ref, code, budget, timeout)  # type: ignore[union-attr]
+        except WorkerTimeout as err:
+            log.warning("colab-guard: check of a cell of %s timed out: %s", session.key, err)
+            return [analyzer.timeout_finding()]
+
+    def check_expression(self, session: Any, code: str) -> list[Finding]:
+        """Findings of one user_expression (no session memory)."""
+        analyzer, budget = self.analyzer, self.settings.check_budget
+        assert analyzer is not None and self.ref is not None
+        if not isinstance(session, RemoteSession):
+            return analyzer.check(code, identity=session.identity, budget=budget)
+        try:
+            timeout = self.settings.worker_timeout
+            return self.workers.expression(session, analyzer, self.ref, code, budget, timeout)  # type: ignore[union-attr]
+        except WorkerTimeout:
+            return [analyzer.timeout_finding()]
 
     def forget_sessions(self, kernel_id: str) -> None:
         with self._lock:
             for key in [k for k in self._sessions if k[0] == kernel_id]:
                 del self._sessions[key]
+        if self.workers is not None:
+            self.workers.forget(kernel_id)
+
+    def shutdown(self) -> None:
+        if self.workers is not None:
+            self.workers.shutdown()

@@ -20,14 +20,31 @@ class CheckPool:
             max_workers=max(1, workers), thread_name_prefix="colab-guard-check"
         )
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop
+        self._slots: dict[str, asyncio.Semaphore] = {}  # per user: checks at once
 
-    async def run(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
+    async def run(
+        self, fn: Callable[[], Any], timeout: float | None = None, user: str | None = None
+    ) -> Any:
         """Run ``fn`` in the pool (off the event loop), within ``timeout`` (default
-        ``check_timeout``; raises TimeoutError)."""
+        ``check_timeout``; raises TimeoutError). With ``user``: at most
+        ``checks_per_user`` of that user's calls run at once, and a call holds its slot
+        until its thread is done, even past the timeout (one user cannot fill the pool)."""
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # events and suspensions from the pool go to this loop
             self.loop = loop
             self.events.bind_loop(loop, threading.get_ident())
-        fut = loop.run_in_executor(self.executor, fn)
         limit = self.settings.check_timeout if timeout is None else timeout
-        return await asyncio.wait_for(fut, limit)
+        if user is None:
+            return await asyncio.wait_for(loop.run_in_executor(self.executor, fn), limit)
+        slot = self._slots.get(user)
+        if slot is None:
+            slot = self._slots[user] = asyncio.Semaphore(max(1, self.settings.checks_per_user))
+        deadline = loop.time() + limit
+        await asyncio.wait_for(slot.acquire(), limit)
+        try:
+            fut = loop.run_in_executor(self.executor, fn)
+        except BaseException:
+            slot.release()
+            raise
+        fut.add_done_callback(lambda _done: slot.release())
+        return await asyncio.wait_for(asyncio.shield(fut), max(deadline - loop.time(), 0.001))

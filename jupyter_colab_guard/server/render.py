@@ -70,6 +70,8 @@ HEADS = {
     "suspended": "This code was not run.",
     "unavailable": "This code was not run: the acceptable-use check is unavailable.",
     "too_large": "This code was not run: the cell is too large to be checked.",
+    "timeout": "This code was not run: it is too large or too complex to be checked in time. "
+    "Split it into smaller cells.",
     "unguarded": "This code was not run: this kernel has no working acceptable-use guard. "
     "Restart the kernel.",
 }

@@ -26,6 +26,17 @@ class GuardSettings:
     appeal_url: str = ""
     show_evidence: bool = False
     check_timeout: float = 10.0  # seconds; a check that takes longer: fail_mode decides
+    # seconds of deep analysis per cell; past it the linear pass reads the rest and the
+    # cell gets the policy's on_timeout (analysis.timeout); a worker process that has not
+    # answered by worker_timeout is killed and started again
+    check_budget: float = 3.0
+    analysis_workers: int = 0  # child processes for the analysis; 0: in the server's threads
+    checks_per_user: int = 1  # checks of one user at once (the rest wait their turn)
+
+    @property
+    def worker_timeout(self) -> float:
+        return min(self.check_timeout * 0.8, self.check_budget * 2 + 2)
+
     max_cell_size: int = 1_000_000  # characters of code + user_expressions
     # websocket frames declaring more binary buffers than this are dropped unparsed
     max_frame_buffers: int = 256

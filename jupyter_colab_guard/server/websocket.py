@@ -301,6 +301,8 @@ class GuardConnectionMixin:
             "too_large": f"Execution refused: the cell is larger than {guard.max_cell_size} "
             "characters, the most the acceptable-use check accepts.",
             "unguarded": "Execution refused: this kernel's acceptable-use guard is not active.",
+            "timeout": "Execution refused: the cell is too large or too complex for the "
+            "acceptable-use check to finish in time. Split it into smaller cells.",
         }.get(d.reason, "Execution refused: the acceptable-use check is unavailable.")
         self._send("iopub", "status", parent, {"execution_state": "busy"})
         self._send(

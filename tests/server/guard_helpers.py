@@ -14,7 +14,10 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
-TOKENS = {"alice-token": "alice", "bob-token": "bob", "root-token": "root"}
+TOKENS = {
+    f"{name}-token": name
+    for name in ("alice", "bob", "root", "bystander", "hostile0", "hostile1", "hostile2", "hostile3")
+}
 V1 = "v1.kernel.websocket.jupyter.org"
 
 

@@ -119,7 +119,8 @@ async def test_slow_check_does_not_stall_other_users(kernel_client, guard):
     assert not alice_task.done(), "alice's check was too fast to show anything"
     alice_res = (await alice_task)[msg["header"]["msg_id"]]
     alice_took = time.monotonic() - started
-    assert alice_res["reply"]["status"] == "ok"
+    # it ran, or it passed the check's time budget and was refused as too costly to check
+    assert alice_res["reply"]["status"] == "ok" or server_refusal(alice_res) == "timeout"
     assert bob_took < alice_took
 
 
