@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from traitlets import Bool, Enum, Unicode
+from traitlets import Bool, Enum, Float, Unicode
 from traitlets.config import Configurable
 
 DEFAULT_MESSAGE = (
@@ -46,6 +46,11 @@ class KernelGuard(Configurable):
     appeal_url = Unicode("", help="Link to file an appeal; hidden when empty.").tag(config=True)
     show_evidence = Bool(
         False, help="Show the matched text to the user (hiding it slows evaders)."
+    ).tag(config=True)
+    check_budget = Float(
+        3.0,
+        help="Seconds of deep analysis per cell in the kernel; past it the rest is read by "
+        "the linear pass and the policy's on_timeout applies.",
     ).tag(config=True)
     fail_closed = Bool(
         True,

@@ -220,7 +220,7 @@ class Guard:
         if self.session is None:
             return self.failure(self.load_error or "no analyzer")
         try:
-            findings = list(self.session.check(text))
+            findings = list(self.session.check(text, self.settings.check_budget))
         except Exception as err:
             return self.failure(f"{type(err).__name__}: {err}")
         return [self._on_error(f) for f in findings]
