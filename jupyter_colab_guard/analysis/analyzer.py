@@ -27,7 +27,7 @@ from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
 from .shell import ShellScanner
-from .transform import python_text, transform
+from .transform import may_have_ipython_syntax, python_text, transform
 
 INCOMPLETE_RULE = "analysis.incomplete"
 MAX_SNIPPETS = 2000  # statements analysed in depth per cell; past it the cell is incomplete
@@ -200,6 +200,11 @@ class Analyzer:
         IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            if may_have_ipython_syntax(source):  # (often a `?` at the end of a comment)
+                try:  # IPython's syntax is never valid Python: valid Python stays as it is
+                    return source, ast.parse(source), list(range(1, source.count("\n") + 2))
+                except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+                    pass
             try:
                 code, line_map = transform(source)
             except Exception:  # IPython gives up on it too: the kernel runs nothing

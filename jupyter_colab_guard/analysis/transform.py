@@ -74,6 +74,11 @@ def python_text(code: str) -> str:
     return code.replace("\r\n", "\n").replace("\r", "\n") if "\r" in code else code
 
 
+def may_have_ipython_syntax(source: str) -> bool:
+    """False when IPython's transforms certainly leave ``source`` as it is."""
+    return _IPYTHON_SYNTAX.search(source) is not None
+
+
 def transform(source: str) -> tuple[str, list[int]]:
     """Python text as IPython would run it and, per line of that text, its 1-based line in
     ``source`` (lines counted as Python counts them). Raises what IPython raises."""

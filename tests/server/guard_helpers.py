@@ -14,10 +14,8 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_msg_to_ws_v1,
 )
 
-TOKENS = {
-    f"{name}-token": name
-    for name in ("alice", "bob", "root", "bystander", "hostile0", "hostile1", "hostile2", "hostile3")
-}
+USERS = ("alice", "bob", "root", "bystander", *(f"hostile{i}" for i in range(4)))
+TOKENS = {f"{name}-token": name for name in USERS}
 V1 = "v1.kernel.websocket.jupyter.org"
 
 
