@@ -149,3 +149,14 @@ class KernelClient:
         mid = msg["header"]["msg_id"]
         res = (await self.collect([mid], timeout))[mid]
         return {"reply": res["reply"], "iopub": res["iopub"], "text": res["text"]}
+
+
+def server_refusal(res: dict[str, Any]) -> str | None:
+    """The server's reason when it refused (its display carries colab_guard metadata)."""
+    if res["reply"].get("ename") != "ProhibitedCodeError":
+        return None
+    for m in res["iopub"]:
+        meta = m["content"].get("metadata", {}).get("colab_guard")
+        if meta:
+            return str(meta["reason"])
+    return None

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from guard_helpers import V1
+from guard_helpers import V1, server_refusal
 
 PROTOCOLS = [V1, "json"]
 BLOCKED = "!forbidden-tool --go"
@@ -18,17 +18,6 @@ BLOCKED = "!forbidden-tool --go"
 @pytest.fixture
 def guard_config() -> dict[str, Any]:
     return {"kernel_extension": False}
-
-
-def server_refusal(res: dict[str, Any]) -> str | None:
-    """The server's reason when it refused (its display carries colab_guard metadata)."""
-    if res["reply"].get("ename") != "ProhibitedCodeError":
-        return None
-    for m in res["iopub"]:
-        meta = m["content"].get("metadata", {}).get("colab_guard")
-        if meta:
-            return str(meta["reason"])
-    return None
 
 
 def touch(path: Any) -> str:

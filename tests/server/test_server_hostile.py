@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guard_helpers import V1, auth_header
+from guard_helpers import V1, auth_header, server_refusal
 
 BLOCKED = "!forbidden-tool --go"  # tests/server/policy.yaml blocks it
 # cells that stalled or blinded the first version (issue 11), each ending in BLOCKED
@@ -32,14 +32,6 @@ def guard_config() -> dict[str, Any]:
     return {"kernel_extension": False, "check_budget": 1.0, "analysis_workers": 2}
 
 
-def reason(res: dict[str, Any]) -> str | None:
-    for m in res["iopub"]:
-        meta = m["content"].get("metadata", {}).get("colab_guard")
-        if meta:
-            return str(meta["reason"])
-    return None
-
-
 def touch(path: Path) -> str:
     return f"open({str(path)!r}, 'w').write('ran')\n"
 
@@ -56,7 +48,7 @@ async def test_status_answers_within_100ms_while_four_users_send_hostile_cells(
     async def attack(i: int) -> None:
         for cell in HOSTILE[i % 2 :: 2]:  # two users send each cell
             res = await clients[i].execute(cell, timeout=120)
-            results[i].append(reason(res))
+            results[i].append(server_refusal(res))
 
     attacks = [asyncio.ensure_future(attack(i)) for i in range(len(clients))]
     status_ms: list[float] = []
@@ -87,15 +79,6 @@ async def test_status_answers_within_100ms_while_four_users_send_hostile_cells(
     assert benign_ms and statistics.median(benign_ms) < 500, benign_ms
 
 
-@pytest.fixture
-def strikes_of(fetch_json: Any) -> Any:
-    async def get(user: str) -> list[dict[str, Any]]:
-        data = await fetch_json("colab-guard", "api", "strikes", user, user="root")
-        return list(data.get("events", data) if isinstance(data, dict) else data)
-
-    return get
-
-
 async def test_a_cell_past_the_budget_is_refused_without_a_strike(
     kernel_client: Any, guard: Any, tmp_path: Path
 ) -> None:
@@ -104,12 +87,12 @@ async def test_a_cell_past_the_budget_is_refused_without_a_strike(
     side = tmp_path / "side"
     cell = touch(side) + "import os\n" + "os.system('echo %d' % i)\n" * 3000
     res = await kc.execute(cell, timeout=60)
-    assert reason(res) == "timeout", res
+    assert server_refusal(res) == "timeout", res
     assert not side.exists()
     assert guard.status("alice").strikes == 0
     # the same user's ordinary cells still run, and prohibited ones are still refused
     assert (await kc.execute(touch(side)))["reply"]["status"] == "ok" and side.exists()
-    assert reason(await kc.execute(BLOCKED)) == "block"
+    assert server_refusal(await kc.execute(BLOCKED)) == "block"
     assert guard.status("alice").strikes == 1
 
 
@@ -127,13 +110,13 @@ async def test_a_worker_that_does_not_answer_is_replaced(
     res = await kc.execute(
         touch(side) + "import os\n" + "os.system('echo %d' % i)\n" * 30000, timeout=60
     )
-    assert reason(res) == "timeout", res
+    assert server_refusal(res) == "timeout", res
     assert time.perf_counter() - start < 10
     assert not side.exists()
     assert {w.process.pid for w in workers.workers} != pids  # one was killed and replaced
     guard.settings.check_timeout = 10.0
     guard.settings.check_budget = 3.0
-    assert reason(await kc.execute(BLOCKED)) == "block"
+    assert server_refusal(await kc.execute(BLOCKED)) == "block"
     assert (await kc.execute(touch(side)))["reply"]["status"] == "ok" and side.exists()
 
 
