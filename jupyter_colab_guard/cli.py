@@ -278,6 +278,9 @@ def _describe_leaf(leaf: Leaf) -> str:
         return f"fetches a URL matching /{pattern}/"
     if leaf.kind == "string":
         return f"holds text matching /{pattern}/"
+    if leaf.kind == "binary":  # judged at run time, on the bytes of the executable
+        some = "" if len(leaf.names) == 1 else f"at least {leaf.minimum} of: "
+        return f"runs an executable holding {some}{names}"
     ports = ", ".join(str(p) for p in leaf.ports)
     parts = [f"host /{pattern}/" if pattern else "", f"port {ports}" if ports else ""]
     return "connects to " + " on ".join(p for p in parts if p)

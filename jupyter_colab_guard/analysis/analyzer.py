@@ -8,7 +8,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -132,6 +132,31 @@ class Analyzer:
         except Exception as exc:
             found = [self._error_finding(exc)]
         return self.policy.filter(found, identity)
+
+    @property
+    def binary_signatures(self) -> list[bytes]:
+        """Every distinct signature of the policy's binary leaves (UTF-8), for one scan."""
+        return list(self.engine.binary_signatures)
+
+    def check_binary(
+        self, found: Iterable[str], path: str = "", identity: Identity | None = None
+    ) -> list[Finding]:
+        """Runtime backstop: binary rules against the signatures found in one executable
+        (``found``: those of ``binary_signatures`` the file holds, as text)."""
+        try:
+            fact = Fact(
+                "binary",
+                name=path,
+                args=tuple(sorted(set(found))),
+                evidence=f"binary {path}",
+                anchor=Anchor(line=1),
+            )
+            findings = [
+                self._finding(rule, f, None, [], [], None) for rule, f in self.engine.match([fact])
+            ]
+        except Exception as exc:
+            findings = [self._error_finding(exc)]
+        return self.policy.filter(findings, identity)
 
     # -- analysis ------------------------------------------------------------------
     def gate(self, source: str, memory: Memory) -> tuple[bool, set[str] | None, TextIndex]:

@@ -94,12 +94,14 @@ class Engine:
         self.ports: dict[int, list[Leaf]] = defaultdict(list)
         self.gated: dict[str, list[Leaf]] = defaultdict(list)  # keyword -> regex leaves
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
+        self.binaries: list[Leaf] = []  # binary leaves: only ever facts of kind "binary"
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
         for leaf in policy.leaves:
             self._index(leaf)
         self.regex_index = KeywordIndex(self.gated)
+        self.binary_signatures = sorted({s.encode() for leaf in self.binaries for s in leaf.names})
         self.call_prefixes = {
             name.rsplit(".", i)[0] for name in self.calls for i in range(1, name.count(".") + 1)
         }
@@ -168,7 +170,9 @@ class Engine:
         return live
 
     def _index(self, leaf: Leaf) -> None:
-        if leaf.kind == "import":
+        if leaf.kind == "binary":
+            self.binaries.append(leaf)
+        elif leaf.kind == "import":
             for name in leaf.names:
                 self.imports[name].append(leaf)
         elif leaf.kind == "call":
@@ -246,6 +250,16 @@ class Engine:
                 for leaf in self.installs.get(fact.name, ()):
                     if not leaf.managers or fact.manager in leaf.managers:
                         hit(leaf, fact)
+            elif kind == "binary":  # args: the signatures the file holds; name: its path
+                present = set(fact.args)
+                for leaf in self.binaries:
+                    held = tuple(s for s in leaf.names if s in present)
+                    if len(held) >= leaf.minimum:
+                        shown = f"{fact.evidence}: {', '.join(held)}"
+                        hit(
+                            leaf,
+                            Fact(kind, fact.name, args=held, evidence=shown, anchor=fact.anchor),
+                        )
             elif kind == "connect":
                 for leaf in self.ports.get(fact.port, ()) if fact.port is not None else ():
                     if leaf.pattern is None or (fact.text and leaf.pattern.search(fact.text)):
@@ -420,8 +434,11 @@ def _shows(
 
 
 def _requirement(matcher: Matcher) -> Requirement | None:
-    """Keywords one of which every match of ``matcher`` contains; None: no such set."""
+    """Keywords one of which every match of ``matcher`` contains; None: no such set; []:
+    no cell can match (a `binary` leaf, or an `all` with one)."""
     if isinstance(matcher, Leaf):
+        if matcher.kind == "binary":
+            return []
         return [(matcher.kind, k) for k in matcher.keywords] or None
     if matcher.op == "not":
         return None
@@ -430,6 +447,8 @@ def _requirement(matcher: Matcher) -> Requirement | None:
         if any(c is None for c in children):
             return None
         return [pair for c in children for pair in c]  # type: ignore[union-attr]
+    if any(c == [] for c in children):
+        return []
     usable = [c for c in children if c]
     if not usable:
         return None

@@ -29,6 +29,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 CATEGORY_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 MANAGERS = ("pip", "conda", "apt", "npm")
+MIN_SIGNATURE = 4  # characters of a binary signature; shorter ones occur in any file
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +159,8 @@ class _PolicyBuilder:
     # -- matchers ---------------------------------------------------------
     def matcher(self, node: Node, key: str, in_all: bool = False) -> Matcher | None:
         kinds = set(LEAF_KINDS) | {"all", "any", "not"}
-        fields = self.r.mapping(node, key, set(), kinds | {"keywords"})
-        chosen = [k for k in fields if k != "keywords"]
+        fields = self.r.mapping(node, key, set(), kinds | {"keywords", "min"})
+        chosen = [k for k in fields if k not in ("keywords", "min")]
         if len(chosen) != 1:
             self.r.error(node, key, f"needs exactly one of {', '.join(sorted(kinds))}")
             return None
@@ -172,6 +173,14 @@ class _PolicyBuilder:
                 f"{key}.keywords",
                 "keywords belong beside a single matcher, not beside all/any/not",
             )
+        if "keywords" in fields and kind == "binary":
+            self.r.error(
+                fields["keywords"],
+                f"{key}.keywords",
+                "binary matches the bytes of an executable, never cell text: no keywords",
+            )
+        if "min" in fields and kind != "binary":
+            self.r.error(fields["min"], f"{key}.min", "min belongs beside binary only")
         if kind in ("all", "any"):
             if not isinstance(value, SequenceNode) or not value.value:
                 self.r.error(value, where, "must be a non-empty list of matchers")
@@ -193,7 +202,10 @@ class _PolicyBuilder:
                 self.r.error(value, where, "'not' is only allowed inside 'all'")
             child = self.matcher(value, where)
             return Combinator("not", (child,)) if child is not None else None
-        leaf = self.leaf(kind, value, where)
+        if kind == "binary":
+            leaf = self.binary(value, where, fields.get("min"), f"{key}.min")
+        else:
+            leaf = self.leaf(kind, value, where)
         if leaf is None:
             return None
         explicit = tuple(
@@ -279,6 +291,36 @@ class _PolicyBuilder:
                 keywords = tuple(word(str(p)) for p in ports)  # a literal port is in the text
             return Leaf(kind, pattern=pattern, ports=tuple(ports), keywords=keywords)
         return None
+
+    def binary(self, node: Node, key: str, min_node: Node | None, min_key: str) -> Leaf | None:
+        """Literal signatures (matched case-sensitively as UTF-8 bytes) and how many of them
+        a file must hold. No keywords: a binary leaf never matches a cell."""
+        r = self.r
+        if not isinstance(node, SequenceNode) or not node.value:
+            r.error(node, key, "must be a non-empty list of strings")
+            return None
+        signatures: list[str] = []
+        for i, item in enumerate(node.value):
+            text = r.string(item, f"{key}[{i}]")
+            if text is None:
+                continue
+            if len(text) < MIN_SIGNATURE:
+                r.error(
+                    item,
+                    f"{key}[{i}]",
+                    f"a signature needs at least {MIN_SIGNATURE} characters, not {text!r}",
+                )
+            elif text in signatures:
+                r.error(item, f"{key}[{i}]", f"duplicate signature {text!r}")
+            else:
+                signatures.append(text)
+        minimum = 1
+        if min_node is not None:
+            value = r.integer(min_node, min_key)
+            if value is not None and not 1 <= value <= len(node.value):
+                r.error(min_node, min_key, f"must be between 1 and {len(node.value)}")
+            minimum = value if value is not None else 1
+        return Leaf("binary", names=tuple(signatures), minimum=minimum)
 
     def _conditions(self, node: Node, key: str, key_type: type) -> list[tuple[Any, Regex]]:
         out: list[tuple[Any, Regex]] = []

@@ -24,13 +24,14 @@ class Leaf:
     """A single matcher. ``kind`` is one of LEAF_KINDS; ``keywords`` gate it cheaply."""
 
     kind: str
-    names: tuple[str, ...] = ()  # import modules, call names, programs, packages
+    names: tuple[str, ...] = ()  # import modules, call names, programs, packages, signatures
     managers: tuple[str, ...] = ()  # install: package managers (empty = any)
     pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
     kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
     looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
     ports: tuple[int, ...] = ()  # connect ports
+    minimum: int = 1  # binary: distinct signatures (names) a file must hold
     keywords: tuple[str, ...] = ()  # lower-case literals any match must contain
     index: int = -1  # position in Policy.leaves, set by the loader
 
@@ -43,7 +44,7 @@ class Combinator:
 
 Matcher = Leaf | Combinator
 
-LEAF_KINDS = ("import", "call", "shell", "install", "url", "string", "connect")
+LEAF_KINDS = ("import", "call", "shell", "install", "url", "string", "connect", "binary")
 
 
 @dataclass(frozen=True, slots=True)
