@@ -18,6 +18,7 @@ from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
+from .runtime import RuntimeEnforcer
 from .service import GuardService
 from .settings import DEFAULT_MESSAGE, GuardSettings
 from .websocket import SETTINGS_KEY, guarded_connection_class
@@ -145,6 +146,22 @@ class ColabGuardApp(ExtensionApp):
         "that has not answered within min(0.8 * check_timeout, 2 * check_budget + 2) "
         "seconds is killed and started again.",
     )
+    watch_processes = Bool(
+        True,
+        config=True,
+        help="Watch every process below the guarded kernels and terminals (and orphans "
+        "they leave: the server becomes a child subreaper) and judge it by the policy: "
+        "its command line, the script an interpreter runs, its executable's content. "
+        "block kills its process tree and counts a strike of kind runtime.",
+    )
+    watch_interval = Float(1.0, config=True, help="Seconds between two process-watcher polls.")
+    watch_uid = Bool(
+        False,
+        config=True,
+        help="Also watch every other process of the server's uid (containers and "
+        "JupyterHub, where that uid holds only the user's session). Off by default so a "
+        "laptop's other programs are never touched.",
+    )
     checks_per_user = Int(
         1, config=True, help="Checks of one user that run at once; the others wait their turn."
     )
@@ -198,6 +215,7 @@ class ColabGuardApp(ExtensionApp):
 
     guard: GuardService | None = None
     _callbacks: list[PeriodicCallback]
+    runtime: RuntimeEnforcer | None = None  # the process watcher
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -383,6 +401,16 @@ class ColabGuardApp(ExtensionApp):
             self._callbacks.append(PeriodicCallback(self._check_armed, interval * 1000))
         for cb in self._callbacks:
             cb.start()
+        if self.watch_processes and self.runtime is None:
+            self.runtime = RuntimeEnforcer(
+                guard,
+                self.serverapp.kernel_manager,
+                lambda: self.serverapp.web_app.settings.get("terminal_manager"),
+                guard.users.owner,
+                interval=self.watch_interval,
+                watch_uid=self.watch_uid,
+            )
+            self.runtime.start()
 
     def _background(self, fn: Any) -> None:
         """Run ``fn`` in the guard's pool (store I/O stays off the event loop)."""
@@ -449,6 +477,8 @@ class ColabGuardApp(ExtensionApp):
     async def stop_extension(self) -> None:
         for cb in getattr(self, "_callbacks", []):
             cb.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
         if self.guard is not None:
             self.guard.pool.shutdown(wait=False, cancel_futures=True)
             self.guard.policies.shutdown()

@@ -104,6 +104,8 @@ class PolicyHolder:
             self._sessions.clear()
             if snapshot:
                 self.kernel_policy_path = snapshot
+        if self.workers is not None:  # workers build the new policy before the next cell
+            threading.Thread(target=self.workers.warm, args=(self.ref,), daemon=True).start()
 
     def _snapshot(self, policy: Policy, text: str | None) -> str | None:
         """Write the policy text in force to a private file for new kernels."""

@@ -196,6 +196,16 @@ class AnalysisWorkers:
         found = session.worker.call(("expression", ref, code, budget), timeout)
         return analyzer.policy.filter(found, session.identity)
 
+    def warm(self, ref: PolicyRef, timeout: float = 60.0) -> None:
+        """Have every worker build the analyzer of a policy now (not at the next cell)."""
+        for worker in self.workers:
+            try:
+                worker.call(("check", ref, ("", ""), [], None, 0.0, set()), timeout)
+            except (WorkerTimeout, RuntimeError) as err:
+                log.warning(
+                    "colab-guard: analysis worker %d cannot load the policy: %s", worker.index, err
+                )
+
     def forget(self, kernel_id: str) -> None:
         """A kernel shut down: its sessions go with each worker's next request."""
         for worker in self.workers:

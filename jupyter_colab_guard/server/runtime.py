@@ -1,0 +1,119 @@
+"""Runtime enforcement in the server: the process watcher over the guarded kernels and
+terminals, its verdicts recorded as strikes of kind ``runtime`` for the right user."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ..analysis import Analyzer
+from ..watcher import Owner, ProcessJudge, ProcessWatcher, Verdict, become_subreaper
+from .service import GuardService
+
+log = logging.getLogger(__name__)
+
+
+def _scanner() -> Callable[[Analyzer, str], frozenset[str]] | None:
+    """Binary signatures of an executable, when the policy language has them."""
+    try:
+        from ..analysis.binary import SignatureScanner
+    except ImportError:
+        return None
+    scanners: dict[int, Any] = {}
+
+    def scan(analyzer: Analyzer, path: str) -> frozenset[str]:
+        scanner = scanners.get(id(analyzer))
+        if scanner is None:
+            scanners.clear()  # one policy at a time
+            scanner = scanners[id(analyzer)] = SignatureScanner(analyzer.binary_signatures)
+        return scanner.scan(path)  # type: ignore[no-any-return]
+
+    return scan
+
+
+class RuntimeEnforcer:
+    """Builds the watcher from the server's kernels, terminals and strike store."""
+
+    def __init__(
+        self,
+        guard: GuardService,
+        kernel_manager: Any,
+        terminal_manager: Callable[[], Any],
+        owner: str,
+        *,
+        interval: float,
+        watch_uid: bool,
+    ) -> None:
+        self.guard = guard
+        self.kernel_manager = kernel_manager
+        self.terminal_manager = terminal_manager
+        self.owner = owner
+        self.subreaper = become_subreaper()
+        self.watcher = ProcessWatcher(
+            ProcessJudge(lambda: guard.policies.analyzer, _scanner()),
+            self.roots,
+            owner_of_token=self._owner_of_token,
+            identity_of=lambda o: guard.identity(o.user),
+            act=self.record,
+            exclude=self._helpers,
+            fallback=Owner(None, owner),
+            interval=interval,
+            watch_uid=watch_uid,
+        )
+
+    def start(self) -> None:
+        log.info(
+            "colab-guard: process watcher on (every %.1f s, subreaper %s, whole uid %s)",
+            self.watcher.interval,
+            self.subreaper,
+            self.watcher.uid is not None,
+        )
+        self.watcher.start()
+
+    def stop(self) -> None:
+        self.watcher.stop()
+
+    def roots(self) -> dict[int, Owner]:
+        """pid -> owner of every kernel process and terminal shell."""
+        out: dict[int, Owner] = {}
+        mkm = self.kernel_manager
+        for kid in list(mkm.list_kernel_ids()) if mkm is not None else []:
+            with contextlib.suppress(KeyError, AttributeError):
+                pid = getattr(mkm.get_kernel(kid).provisioner, "pid", None)
+                info = self.guard.kernel(kid)
+                if pid:
+                    out[pid] = Owner(kid, info.user if info else self.owner)
+        tm = self.terminal_manager()
+        for term in list(getattr(tm, "terminals", {}).values()) if tm is not None else []:
+            pid = getattr(getattr(term, "ptyproc", None), "pid", None)
+            if pid:
+                out[pid] = Owner(None, self.owner)
+        return out
+
+    def _owner_of_token(self, token: str) -> Owner | None:
+        info = self.guard.kernel_for_token(token)
+        return Owner(info.kernel_id, info.user) if info else None
+
+    def _helpers(self) -> set[int]:
+        workers = self.guard.policies.workers
+        return {w.process.pid for w in workers.workers} if workers is not None else set()
+
+    def record(self, verdict: Verdict) -> None:
+        """A strike of kind ``runtime`` (a stopped process) or a finding (warn, log)."""
+        findings = sorted(
+            verdict.findings, key=lambda f: ("log", "warn", "block").index(f.action), reverse=True
+        )
+        top, proc = findings[0], verdict.proc
+        self.guard.record(
+            user=verdict.owner.user,
+            kind="runtime" if verdict.killed else "finding",
+            source="watcher",
+            kernel_id=verdict.owner.kernel_id,
+            finding=top,
+            strike=top.action in ("block", "warn"),
+            detail=f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
+            f"({', '.join(sorted({f.rule for f in findings}))}); "
+            f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}",
+        )

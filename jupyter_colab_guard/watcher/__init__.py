@@ -1,0 +1,7 @@
+"""The process watcher: what user code starts, judged by the same policy as cells."""
+
+from .judge import ProcessJudge
+from .procs import Proc, become_subreaper
+from .watcher import Owner, ProcessWatcher, Verdict
+
+__all__ = ["Owner", "Proc", "ProcessJudge", "ProcessWatcher", "Verdict", "become_subreaper"]

@@ -1,0 +1,165 @@
+"""The process watcher: every process below the guarded kernels (and terminals), judged
+by the policy in force; `block` kills its tree, every verdict is handed on with its
+reason. Polls /proc (psutil) every ``interval`` seconds in a thread of its own."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from ..analysis.findings import Finding, strongest_action
+from ..policy import Identity
+from .judge import ProcessJudge
+from .procs import Proc, descendants, kill_tree, parents, read
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose process it is: the kernel (None: a terminal or unknown) and its user."""
+
+    kernel_id: str | None
+    user: str
+
+
+@dataclass
+class Verdict:
+    proc: Proc
+    owner: Owner
+    findings: list[Finding]
+    killed: list[int]
+    seen_after: float  # seconds from the process's start to the verdict
+
+
+@dataclass
+class Counters:
+    polls: int = 0
+    judged: int = 0
+    kills: int = 0
+    last_poll_seconds: float = 0.0
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+
+class ProcessWatcher:
+    def __init__(
+        self,
+        judge: ProcessJudge,
+        roots: Callable[[], dict[int, Owner]],
+        *,
+        owner_of_token: Callable[[str], Owner | None] = lambda token: None,
+        identity_of: Callable[[Owner], Identity | None] = lambda owner: None,
+        act: Callable[[Verdict], None] = lambda verdict: None,
+        exclude: Callable[[], set[int]] = set,
+        fallback: Owner | None = None,
+        interval: float = 1.0,
+        watch_uid: bool = False,
+    ) -> None:
+        self.judge = judge
+        self.roots = roots  # pid -> owner of each guarded kernel and terminal
+        self.owner_of_token = owner_of_token
+        self.identity_of = identity_of
+        self.act = act
+        self.exclude = exclude  # the server's own helpers (analysis workers)
+        self.fallback = fallback  # owner of orphans nothing else attributes
+        self.interval = interval
+        self.uid = os.getuid() if watch_uid else None
+        self.me = os.getpid()
+        self.counters = Counters()
+        self._seen: set[tuple[int, float]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- running --------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="colab-guard-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.poll()
+            except Exception:  # the watcher must outlive any one bad poll
+                log.exception("colab-guard: process watcher poll failed")
+
+    # -- one pass -------------------------------------------------------------------
+    def poll(self) -> list[Verdict]:
+        start = time.perf_counter()
+        table = parents()
+        roots = self.roots()
+        # kernels first: what descends from one is its; then orphans the server reaped
+        below = descendants([*roots, self.me], table)
+        skip = set(roots) | self.exclude() | {self.me}
+        candidates = {pid: root for pid, root in below.items() if pid not in skip}
+        if self.uid is not None:
+            for pid in self._same_uid(table):
+                if pid not in skip:
+                    candidates.setdefault(pid, self.me)
+        verdicts = []
+        for pid, root in candidates.items():
+            key = (pid, table[pid][1])
+            if key in self._seen:
+                continue
+            self._seen.add(key)
+            verdict = self._judge(pid, key[1], roots.get(root))
+            if verdict is not None:
+                verdicts.append(verdict)
+        alive = {(pid, started) for pid, (_, started) in table.items()}
+        self._seen &= alive  # forget what ended
+        self.counters.polls += 1
+        self.counters.last_poll_seconds = time.perf_counter() - start
+        return verdicts
+
+    def _same_uid(self, table: dict[int, tuple[int, float]]) -> list[int]:
+        out = []
+        for pid in table:
+            try:
+                if psutil.Process(pid).uids().real == self.uid:
+                    out.append(pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return out
+
+    def _judge(self, pid: int, started: float, owner: Owner | None) -> Verdict | None:
+        proc = read(pid, started)
+        if proc is None:
+            return None
+        if proc.token:  # the environment a guarded kernel gave it (orphans keep it)
+            owner = self.owner_of_token(proc.token) or owner
+        owner = owner or self.fallback
+        if owner is None:
+            return None
+        self.counters.judged += 1
+        findings = self.judge.judge(proc, self.identity_of(owner))
+        action = strongest_action(findings)
+        if action is None:
+            return None
+        killed = kill_tree(pid, started) if action == "block" else []
+        verdict = Verdict(proc, owner, findings, killed, time.time() - started)
+        if killed:
+            self.counters.kills += 1
+        for f in findings:
+            self.counters.by_rule[f.rule] = self.counters.by_rule.get(f.rule, 0) + 1
+        log.warning(
+            "colab-guard: process %d of %s (kernel %s) %s: %s [%s] argv=%s",
+            pid,
+            owner.user,
+            owner.kernel_id,
+            "killed" if killed else action,
+            findings[0].message if findings else "",
+            ",".join(sorted({f.rule for f in findings})),
+            " ".join(proc.argv)[:300],
+        )
+        self.act(verdict)
+        return verdict

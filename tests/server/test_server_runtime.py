@@ -1,0 +1,169 @@
+"""The process watcher against a real guarded server and real processes (issue 8): a
+harmless stand-in "miner" (a shell script named like one, writing a marker file) started
+in ways the cell text does not show is killed and counted for the kernel's user; with
+the watcher off the same payload runs (so each test can fail)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from guard_helpers import V1
+
+MINER = "#!/bin/sh\nwhile true; do date >> {marker}; sleep 0.1; done\n"
+POOL = "stratum+tcp://pool.example.com:3333"
+
+
+@pytest.fixture(params=[True, False], ids=["watched", "unwatched"])
+def watched(request: Any) -> bool:
+    return bool(request.param)
+
+
+@pytest.fixture
+def guard_config(watched: bool) -> dict[str, Any]:
+    # the kernel-side guard off: the server's cell check lets these cells through (their
+    # text shows nothing prohibited), so only the watcher stands between them and a run
+    return {"kernel_extension": False, "watch_processes": watched, "watch_interval": 0.2}
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    """The shipped Colab policy (it knows miners and pools)."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        (Path(__file__).parents[2] / "policies" / "colab.yaml").read_text(encoding="utf-8")
+    )
+    return path
+
+
+@pytest.fixture
+def upload(tmp_path: Path) -> Path:
+    """Files a user uploads through the file browser: a miner stand-in and a script."""
+    folder = tmp_path / "upload"
+    folder.mkdir()
+    miner = folder / "xmrig"
+    miner.write_text(MINER.format(marker=folder / "marker"))
+    miner.chmod(0o755)
+    (folder / "run.sh").write_text(f"./xmrig -o {POOL} -u wallet &\nsleep 60\n")
+    (folder / "start.py").write_text(f"import os\nos.system('./xmrig -o {POOL} &')\n")
+    (folder / "daemon.sh").write_text(f"(./xmrig -o {POOL} &)\nexit 0\n")
+    return folder
+
+
+async def grows(marker: Path, wait: float = 1.5) -> bool:
+    """Whether the payload is (still) running: the marker file keeps growing."""
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    before = marker.stat().st_size if marker.exists() else 0
+    await asyncio.sleep(wait)
+    return marker.exists() and marker.stat().st_size > before
+
+
+async def settle(guard: Any) -> None:
+    """Let the watcher see and stop what it will (a few polls)."""
+    await asyncio.sleep(1.5)
+
+
+# ways to start the uploaded payload that the cell's text does not give away
+STARTS = {
+    "script run by bash": "subprocess.Popen(['bash', 'run.sh'])",
+    "child python": "subprocess.Popen([sys.executable, 'start.py'])",
+    "double fork": "subprocess.Popen(['setsid', 'sh', 'daemon.sh'])",
+    "renamed by the cell": "os.rename('xmrig', 'worker')\n"
+    "subprocess.Popen(['bash', '-c', open('run.sh').read().replace('xmrig', 'worker')])",
+}
+
+
+@pytest.mark.parametrize("start", list(STARTS.values()), ids=list(STARTS))
+async def test_a_hidden_miner_is_killed_and_counted(
+    kernel_client: Any, guard: Any, upload: Path, watched: bool, start: str
+) -> None:
+    kc = await kernel_client("alice", V1)
+    res = await kc.execute(f"import os, subprocess, sys\nos.chdir({str(upload)!r})\n{start}")
+    assert res["reply"]["status"] == "ok", res  # the cell check let it through
+    await settle(guard)
+    running = await grows(upload / "marker")
+    if not watched:
+        assert running  # without the watcher the payload runs
+        return
+    assert not running
+    events = guard.store.events("alice")
+    runtime = [e for e in events if e["kind"] == "runtime"]
+    assert runtime and runtime[0]["category"] == "crypto_mining", (events, guard.store.users())
+    assert runtime[0]["strike"] and runtime[0]["kernel_id"]
+    assert guard.status("alice").strikes >= 1
+    assert "killed" in (runtime[0]["detail"] or "")
+
+
+async def test_a_renamed_binary_is_known_by_its_content(
+    kernel_client: Any, guard: Any, tmp_path: Path, watched: bool
+) -> None:
+    # a real executable (sleep) that carries a miner's strings, uploaded as "worker"
+    worker = tmp_path / "worker"
+    worker.write_bytes(
+        Path(shutil.which("sleep") or "/bin/sleep").read_bytes()
+        + b"\0xmrig\0randomx\0donate-level\0stratum+tcp://\0"
+    )
+    worker.chmod(0o755)
+    kc = await kernel_client("alice", V1)
+    cell = f"import subprocess\np = subprocess.Popen([{str(worker)!r}, '30'])\nprint(p.pid)"
+    res = await kc.execute(cell)
+    assert res["reply"]["status"] == "ok", res
+    pid = int(res["text"].strip())
+    await settle(guard)
+    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    assert alive != watched
+    if watched:
+        runtime = [e for e in guard.store.events("alice") if e["kind"] == "runtime"]
+        assert runtime and runtime[0]["rule"] == "mining-miner-binary", runtime
+    else:
+        psutil.Process(pid).kill()
+
+
+async def test_the_kernel_and_ordinary_children_are_left_alone(
+    kernel_client: Any, guard: Any, tmp_path: Path, watched: bool
+) -> None:
+    kc = await kernel_client("alice", V1)
+    out = tmp_path / "ordinary"
+    program = f"import time\nfor i in range(20):\n    open({str(out)!r}, 'a').write('x')\n"
+    program += "    time.sleep(0.1)\n"
+    cell = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {program!r}])\n"
+        "subprocess.run(['ls', '-la'], capture_output=True)\n"
+    )
+    res = await kc.execute(cell)
+    assert res["reply"]["status"] == "ok", (res["reply"].get("evalue"), res["text"])
+    await asyncio.sleep(2.5)
+    assert out.exists() and out.stat().st_size == 20
+    assert (await kc.execute("print(6 * 7)"))["text"].strip() == "42"
+    assert not [e for e in guard.store.events("alice") if e["kind"] == "runtime"]
+
+
+def test_watcher_runs_only_when_configured(guard: Any, watched: bool) -> None:
+    app_runtime = guard is not None and any(
+        t.name == "colab-guard-watcher" for t in __import__("threading").enumerate()
+    )
+    assert app_runtime == watched
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the child subreaper is Linux only")
+def test_the_server_is_a_subreaper(guard: Any, watched: bool) -> None:
+    status = Path(f"/proc/{os.getpid()}/status").read_text()
+    assert json.dumps(status)  # readable
+    if watched:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        flag = ctypes.c_int(0)
+        assert libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
+        assert flag.value == 1
