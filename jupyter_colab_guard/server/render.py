@@ -72,6 +72,7 @@ HEADS = {
     "too_large": "This code was not run: the cell is too large to be checked.",
     "timeout": "This code was not run: it is too large or too complex to be checked in time. "
     "Split it into smaller cells.",
+    "runtime": "A process this notebook started was stopped.",
     "unguarded": "This code was not run: this kernel has no working acceptable-use guard. "
     "Restart the kernel.",
 }

@@ -106,6 +106,11 @@ class RuntimeEnforcer:
             verdict.findings, key=lambda f: ("log", "warn", "block").index(f.action), reverse=True
         )
         top, proc = findings[0], verdict.proc
+        detail = (
+            f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
+            f"({', '.join(sorted({f.rule for f in findings}))}); "
+            f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}"
+        )
         self.guard.record(
             user=verdict.owner.user,
             kind="runtime" if verdict.killed else "finding",
@@ -113,7 +118,13 @@ class RuntimeEnforcer:
             kernel_id=verdict.owner.kernel_id,
             finding=top,
             strike=top.action in ("block", "warn"),
-            detail=f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
-            f"({', '.join(sorted({f.rule for f in findings}))}); "
-            f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}",
+            detail=detail,
         )
+        if verdict.owner.kernel_id and top.action in ("block", "warn"):
+            stopped = "Stopped" if verdict.killed else "Seen"
+            self.guard.notices.send(
+                verdict.owner.kernel_id,
+                "runtime",
+                [f.to_dict() for f in findings if f.action in ("block", "warn")],
+                f"{stopped}: process {proc.pid} ({' '.join(proc.argv)[:200]})",
+            )

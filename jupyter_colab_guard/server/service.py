@@ -23,6 +23,7 @@ from . import events as E
 from .checker import Checker, Decision
 from .escalation import Step
 from .kernels import KernelInfo, KernelRegistry
+from .notices import Notices
 from .policy_holder import PolicyHolder
 from .pool import CheckPool
 from .recorder import Recorder
@@ -159,6 +160,7 @@ class GuardService:
             settings=self.settings,
         )
         self.check_pool = CheckPool(events, self.settings, check_workers)
+        self.notices = Notices()  # open websockets per kernel, for the watcher's notices
         self.checker = Checker(
             settings=self.settings,
             users=self.users,

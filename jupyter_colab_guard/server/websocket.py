@@ -32,6 +32,7 @@ from ..kernel.config import render_message
 from . import render
 from .frames import FrameError, FrameLimits, check_frame
 from .service import Decision, GuardService
+from .standing import UNKNOWN
 
 V1 = "v1.kernel.websocket.jupyter.org"
 SETTINGS_KEY = "colab_guard"
@@ -101,7 +102,46 @@ class GuardConnectionMixin:
                     info.path = self._guard_path
         except Exception:
             self._guard_path = None
+        guard = self.guard
+        if guard is not None:  # the watcher's notices about this kernel come here
+            guard.notices.add(self.kernel_id, self, asyncio.get_running_loop())  # type: ignore[attr-defined]
         return await super().connect()  # type: ignore[misc]
+
+    def disconnect(self) -> None:
+        guard = self.guard
+        if guard is not None:
+            guard.notices.discard(self.kernel_id, self)  # type: ignore[attr-defined]
+        return super().disconnect()  # type: ignore[misc,no-any-return]
+
+    def guard_notice(self, reason: str, findings: list[dict[str, Any]], detail: str) -> None:
+        """The standard warning, unasked, in the output of the cell running now (the last
+        execute_request let through) or with no parent when none is."""
+        guard = self.guard
+        if guard is None:
+            return
+        view = {
+            "message": render_message(guard.message, guard.service_name),
+            "service": guard.service_name,
+            "reason": reason,
+            "findings": findings,
+            "status": guard.safe_status(guard.resolve_user(self.websocket_handler.current_user))  # type: ignore[attr-defined]
+            or UNKNOWN,
+            "faq_url": guard.faq_url,
+            "appeal_url": guard.appeal_url,
+            "show_evidence": guard.show_evidence,
+        }
+        html, text = render.refusal(view)
+        parent = self.__dict__.get("_guard_running") or {}
+        self._send(
+            "iopub",
+            "display_data",
+            parent,
+            {
+                "data": {"text/html": html, "text/plain": f"{text}\n{detail}"},
+                "metadata": {"colab_guard": {"reason": reason, "detail": detail}},
+                "transient": {},
+            },
+        )
 
     def _parse(self, ws_msg: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
         """(channel, header, content) of an incoming frame, whose layout and sizes are
@@ -201,6 +241,7 @@ class GuardConnectionMixin:
             path=self._guard_path,
         )
         if not decision.refuse:
+            self.__dict__["_guard_running"] = item.header  # the cell a notice belongs to
             self._forward(item)
             return
         self._refuse(item.header, decision)

@@ -167,3 +167,23 @@ def test_the_server_is_a_subreaper(guard: Any, watched: bool) -> None:
         flag = ctypes.c_int(0)
         assert libc.prctl(37, ctypes.byref(flag), 0, 0, 0) == 0  # PR_GET_CHILD_SUBREAPER
         assert flag.value == 1
+
+
+async def test_the_warning_reaches_the_running_cell(
+    kernel_client: Any, guard: Any, upload: Path, watched: bool
+) -> None:
+    if not watched:
+        pytest.skip("the notice is the watcher's; without it this cell runs for a minute")
+    kc = await kernel_client("alice", V1)
+    cell = f"import os, subprocess\nos.chdir({str(upload)!r})\nsubprocess.run(['bash', 'run.sh'])"
+    res = await kc.execute(cell, timeout=30)  # returns once the watcher stopped the script
+    notices = [
+        m["content"]
+        for m in res["iopub"]
+        if m["header"]["msg_type"] == "display_data"
+        and m["content"].get("metadata", {}).get("colab_guard", {}).get("reason") == "runtime"
+    ]
+    assert notices, [m["header"]["msg_type"] for m in res["iopub"]]
+    text = notices[0]["data"]["text/plain"]
+    assert "stopped" in text.lower() and "run.sh" in text
+    assert "may be executing code that is disallowed" in text
