@@ -155,6 +155,13 @@ class ColabGuardApp(ExtensionApp):
         "block kills its process tree and counts a strike of kind runtime.",
     )
     watch_interval = Float(1.0, config=True, help="Seconds between two process-watcher polls.")
+    watch_connector = Bool(
+        True,
+        config=True,
+        help="Where the server runs as root, also take exec events from the Linux process "
+        "connector, so a process is judged as it starts (about 10 ms) instead of at the "
+        "next poll.",
+    )
     watch_uid = Bool(
         False,
         config=True,
@@ -409,6 +416,7 @@ class ColabGuardApp(ExtensionApp):
                 guard.users.owner,
                 interval=self.watch_interval,
                 watch_uid=self.watch_uid,
+                connector=self.watch_connector,
             )
             self.runtime.start()
 

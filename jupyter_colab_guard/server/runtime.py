@@ -45,6 +45,7 @@ class RuntimeEnforcer:
         *,
         interval: float,
         watch_uid: bool,
+        connector: bool = True,
     ) -> None:
         self.guard = guard
         self.kernel_manager = kernel_manager
@@ -61,6 +62,7 @@ class RuntimeEnforcer:
             fallback=Owner(None, owner),
             interval=interval,
             watch_uid=watch_uid,
+            connector=connector,
         )
 
     def start(self) -> None:

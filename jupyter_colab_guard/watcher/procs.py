@@ -42,13 +42,89 @@ def become_subreaper() -> bool:
 
 
 def parents() -> dict[int, tuple[int, float]]:
-    """pid -> (ppid, create_time) of every process on the machine (one /proc pass)."""
+    """pid -> (ppid, create_time) of every process on the machine (one /proc pass:
+    /proc/PID/stat read directly, about 10 µs a process; psutil elsewhere)."""
+    if os.path.isdir("/proc/self/task"):
+        return _proc_parents()
     out: dict[int, tuple[int, float]] = {}
     for p in psutil.process_iter(["ppid", "create_time"]):
         info = p.info
         if info.get("ppid") is not None and info.get("create_time") is not None:
             out[p.pid] = (info["ppid"], info["create_time"])
     return out
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_BOOT = psutil.boot_time()  # start times as psutil gives them (create_time)
+
+
+def _proc_parents(
+    known: dict[int, tuple[int, float]] | None = None,
+) -> dict[int, tuple[int, float]]:
+    """From /proc; with ``known`` (the last table) only new processes, and those whose
+    parent is gone (re-parented, to us as subreaper), are read again."""
+    pids = [int(e.name) for e in os.scandir("/proc") if e.name.isdigit()]
+    out: dict[int, tuple[int, float]] = {}
+    alive = set(pids) if known else None
+    for pid in pids:
+        old = known.get(pid) if known else None
+        if old is not None and alive is not None and old[0] in alive:
+            out[pid] = old
+            continue
+        entry = _stat(pid)
+        if entry is not None:
+            out[pid] = entry
+    return out
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None  # gone already
+    # "pid (comm) state ppid ... starttime(22nd)": comm may hold spaces and ')'
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[1]), _BOOT + int(fields[19]) / _TICKS
+
+
+def ancestry(pid: int, tops: set[int], uid: int | None = None) -> tuple[float, int] | None:
+    """(start, the first of ``tops`` above it) for a process below one of ``tops``; with
+    ``uid``, a process of that uid anywhere counts as below the last of ``tops``
+    (ourselves). None otherwise."""
+    entry = _stat(pid)
+    if entry is None:
+        return None
+    started, parent, hops = entry[1], entry[0], 0
+    while parent > 1 and hops < 64:
+        if parent in tops:
+            return started, parent
+        above = _stat(parent)
+        if above is None:
+            break
+        parent, hops = above[0], hops + 1
+    if uid is not None:
+        try:
+            if psutil.Process(pid).uids().real == uid:
+                return started, os.getpid()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+    return None
+
+
+class ProcTable:
+    """pid -> (ppid, start) of the machine, refreshed cheaply: a pid (with the kernel's
+    4-million pid space) is not reused within one poll, so only new ones are read."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[int, float]] = {}
+
+    def refresh(self) -> dict[int, tuple[int, float]]:
+        if not os.path.isdir("/proc/self/task"):
+            self._last = parents()
+        else:
+            self._last = _proc_parents(self._last)
+        return self._last
 
 
 def descendants(roots: Iterable[int], table: dict[int, tuple[int, float]]) -> dict[int, int]:

@@ -16,7 +16,8 @@ import psutil
 from ..analysis.findings import Finding, strongest_action
 from ..policy import Identity
 from .judge import ProcessJudge
-from .procs import Proc, descendants, kill_tree, parents, read
+from .netlink import ExecEvents
+from .procs import Proc, ProcTable, ancestry, descendants, kill_tree, read
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Counters:
     judged: int = 0
     kills: int = 0
     last_poll_seconds: float = 0.0
+    connector: bool = False  # exec events from the process connector in use
     by_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -60,6 +62,7 @@ class ProcessWatcher:
         fallback: Owner | None = None,
         interval: float = 1.0,
         watch_uid: bool = False,
+        connector: bool = True,
     ) -> None:
         self.judge = judge
         self.roots = roots  # pid -> owner of each guarded kernel and terminal
@@ -69,10 +72,12 @@ class ProcessWatcher:
         self.exclude = exclude  # the server's own helpers (analysis workers)
         self.fallback = fallback  # owner of orphans nothing else attributes
         self.interval = interval
+        self.connector = connector  # exec events from the kernel where it allows (root)
         self.uid = os.getuid() if watch_uid else None
         self.me = os.getpid()
         self.counters = Counters()
         self._seen: set[tuple[int, float]] = set()
+        self._table = ProcTable()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,16 +92,50 @@ class ProcessWatcher:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.poll()
-            except Exception:  # the watcher must outlive any one bad poll
-                log.exception("colab-guard: process watcher poll failed")
+        events = ExecEvents.open() if self.connector else None
+        self.counters.connector = events is not None
+        next_poll = time.monotonic() + self.interval
+        try:
+            while not self._stop.is_set():
+                try:
+                    if events is None:
+                        self._stop.wait(max(0.0, next_poll - time.monotonic()))
+                    else:  # exec events as they come, a full poll every interval
+                        pids = events.read(max(0.0, min(0.25, next_poll - time.monotonic())))
+                        if pids:
+                            self.on_exec(pids)
+                    if time.monotonic() >= next_poll or (events and events.overflowed):
+                        self.poll()
+                        next_poll = time.monotonic() + self.interval
+                except Exception:  # the watcher must outlive any one bad pass
+                    log.exception("colab-guard: process watcher pass failed")
+        finally:
+            if events is not None:
+                events.close()
+
+    def on_exec(self, pids: list[int]) -> list[Verdict]:
+        """Judge processes that just exec'd, if they are in the watched tree (a process
+        judged before is judged again: it may have exec'd into another program)."""
+        roots = self.roots()
+        skip = set(roots) | self.exclude() | {self.me}
+        verdicts = []
+        for pid in pids:
+            if pid in skip:
+                continue
+            found = ancestry(pid, set(roots) | {self.me}, self.uid)
+            if found is None:
+                continue
+            started, top = found
+            self._seen.add((pid, started))
+            verdict = self._judge(pid, started, roots.get(top))
+            if verdict is not None:
+                verdicts.append(verdict)
+        return verdicts
 
     # -- one pass -------------------------------------------------------------------
     def poll(self) -> list[Verdict]:
         start = time.perf_counter()
-        table = parents()
+        table = self._table.refresh()
         roots = self.roots()
         # kernels first: what descends from one is its; then orphans the server reaped
         below = descendants([*roots, self.me], table)
