@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -12,6 +13,7 @@ from .guard import Guard
 from .tamper import Installation
 
 _GUARDS: dict[int, Guard] = {}  # id(shell) -> its guard
+SITE_DIRS = ("site-packages", "dist-packages")
 
 
 def load_ipython_extension(shell: Any) -> None:
@@ -32,6 +34,7 @@ def load_ipython_extension(shell: Any) -> None:
         _GUARDS[id(shell)] = guard
         if not guard.load_error:
             guard.report_armed()
+        _user_path(shell)
         if guard.load_error:
             mode = "every cell is blocked" if settings.fail_closed else "cells run unchecked"
             print(
@@ -42,6 +45,21 @@ def load_ipython_extension(shell: Any) -> None:
         print(f"colab-guard: could not install the kernel guard: {err!r}", file=sys.stderr)
         if _fail_closed(shell):
             _refuse_every_cell(shell, f"the acceptable-use guard could not start ({err!r})")
+
+
+def _user_path(shell: Any) -> None:
+    """The server starts kernels with ``python -P`` so that the working directory cannot
+    shadow ipykernel or the guard; with the guard armed, it goes back on sys.path (where
+    IPython would have put it) for the user's own modules."""
+    if not sys.flags.safe_path or "" in sys.path:
+        return
+    if getattr(getattr(shell, "parent", None), "ignore_cwd", False):
+        return
+    # before the first site-packages, after the standard library (as IPython does)
+    where = next(
+        (i for i, p in enumerate(sys.path) if os.path.basename(p) in SITE_DIRS), len(sys.path)
+    )
+    sys.path.insert(where, "")
 
 
 def _fail_closed(shell: Any) -> bool:

@@ -9,6 +9,7 @@ kernel started by the server itself) it is the owner.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from jupyter_server.base.call_context import CallContext
@@ -22,6 +23,16 @@ REPORT_TOKEN_ENV = "COLAB_GUARD_REPORT_TOKEN"
 # never passed on to kernels: the store's credentials are the server's only
 STORE_URL_ENV = "COLAB_GUARD_STORE_URL"
 PRIVATE_ENV = (STORE_URL_ENV, "COLAB_GUARD_ADMIN_STORE_URL")
+
+
+def safe_path(cmd: list[str]) -> list[str]:
+    """``python -P -m ipykernel_launcher ...``: nothing in the kernel's working directory
+    can stand in for ipykernel, IPython or the guard while the kernel starts (``-m`` puts
+    the working directory first on sys.path otherwise). The guard puts the directory back
+    once it is armed, for the user's own imports."""
+    if cmd and os.path.basename(cmd[0]).startswith("python") and "-P" not in cmd[1:2]:
+        return [cmd[0], "-P", *cmd[1:]]
+    return cmd
 
 
 def _request_user(guard: GuardService) -> tuple[str, tuple[str, ...]]:
@@ -57,7 +68,7 @@ class GuardKernelMixin:
         guarded = python and bool(self.kernel_args)
         token = guard.register_kernel(kid, user, groups, expects_guard=guarded)
         if guarded:
-            cmd = [*cmd, *self.kernel_args]
+            cmd = [*safe_path(cmd), *self.kernel_args]
             if guard.kernel_policy_path:
                 # the copy of the policy in force (survives the file being deleted)
                 cmd.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
