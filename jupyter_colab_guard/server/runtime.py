@@ -57,6 +57,7 @@ class RuntimeEnforcer:
             self.roots,
             owner_of_token=self._owner_of_token,
             identity_of=lambda o: guard.identity(o.user),
+            excepted=lambda o, found: guard.drop_excepted(o.user, found),
             act=self.record,
             exclude=self._helpers,
             fallback=Owner(None, owner),

@@ -57,6 +57,7 @@ class ProcessWatcher:
         *,
         owner_of_token: Callable[[str], Owner | None] = lambda token: None,
         identity_of: Callable[[Owner], Identity | None] = lambda owner: None,
+        excepted: Callable[[Owner, list[Finding]], list[Finding]] = lambda owner, found: found,
         act: Callable[[Verdict], None] = lambda verdict: None,
         exclude: Callable[[], set[int]] = set,
         fallback: Owner | None = None,
@@ -68,6 +69,7 @@ class ProcessWatcher:
         self.roots = roots  # pid -> owner of each guarded kernel and terminal
         self.owner_of_token = owner_of_token
         self.identity_of = identity_of
+        self.excepted = excepted  # drops what an admin allowed this user
         self.act = act
         self.exclude = exclude  # the server's own helpers (analysis workers)
         self.fallback = fallback  # owner of orphans nothing else attributes
@@ -180,7 +182,7 @@ class ProcessWatcher:
         if owner is None:
             return None
         self.counters.judged += 1
-        findings = self.judge.judge(proc, self.identity_of(owner))
+        findings = self.excepted(owner, self.judge.judge(proc, self.identity_of(owner)))
         action = strongest_action(findings)
         if action is None:
             return None
