@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.policy import load_policy
 from jupyter_colab_guard.watcher import Owner, ProcessJudge, ProcessWatcher
@@ -50,9 +52,10 @@ def cpu_of_polling(n: int, interval: float, seconds: float) -> tuple[float, floa
         cpu = time.process_time() - cpu0
         return 100 * cpu / (time.monotonic() - wall0), 1000 * cpu / polls
     finally:
+        for child in psutil.Process(kernel.pid).children(recursive=True):
+            child.kill()
         kernel.kill()
         kernel.wait()
-        subprocess.run(["pkill", "-f", "sleep 600"], check=False)
 
 
 def exec_to_kill(interval: float, trials: int, connector: bool) -> list[float]:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from jupyter_colab_guard.analysis import Analyzer
@@ -61,8 +62,9 @@ def test_polling_kills_a_script_started_below_the_kernel(upload: Path, watched: 
             assert {f.category for f in verdict.findings} == {"crypto_mining"}
             assert watcher.counters.kills == 1
     finally:
+        for p in psutil.Process(k.pid).children(recursive=True):
+            p.kill()
         k.kill()
-        subprocess.run(["pkill", "-f", str(upload / "xmrig")], check=False)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the process connector needs root")
