@@ -74,15 +74,30 @@ def python_text(code: str) -> str:
     return code.replace("\r\n", "\n").replace("\r", "\n") if "\r" in code else code
 
 
+# The same test for the usual cell (no line break but "\n"): literal-prefixed patterns
+# the regex engine scans for quickly, on the cell with "\n" in front (line 1 starts a line).
+_ODD_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_SYNTAX_PARTS = (
+    re.compile(r"\n[ \t]*[!%?,;/]"),
+    re.compile(r"=[ \t]*(?:\\\n[ \t]*)*[!%]"),
+    re.compile(r"\?[ \t]*(?:\n|\Z)"),
+    re.compile(r"\n[ \t]*(?:>>>|In \[)"),
+    re.compile(r"\A\s*[ \t]\S"),
+)
+
+
 def may_have_ipython_syntax(source: str) -> bool:
     """False when IPython's transforms certainly leave ``source`` as it is."""
-    return _IPYTHON_SYNTAX.search(source) is not None
+    if _ODD_BREAKS.search(source):
+        return _IPYTHON_SYNTAX.search(source) is not None
+    text = "\n" + source
+    return any(p.search(text) for p in _SYNTAX_PARTS)
 
 
 def transform(source: str) -> tuple[str, list[int]]:
     """Python text as IPython would run it and, per line of that text, its 1-based line in
     ``source`` (lines counted as Python counts them). Raises what IPython raises."""
-    if not _IPYTHON_SYNTAX.search(source):  # IPython would leave it as it is
+    if not may_have_ipython_syntax(source):  # IPython would leave it as it is
         code = python_text(_automagic(source if source.endswith("\n") else source + "\n"))
         return code, list(range(1, code.count("\n") + 1))
     lines, origin = transform_lines(source)
