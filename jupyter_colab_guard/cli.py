@@ -281,6 +281,10 @@ def _describe_leaf(leaf: Leaf) -> str:
     if leaf.kind == "binary":  # judged at run time, on the bytes of the executable
         some = "" if len(leaf.names) == 1 else f"at least {leaf.minimum} of: "
         return f"runs an executable holding {some}{names}"
+    if leaf.kind == "listen":  # judged at run time, on the sockets a process listens on
+        spans = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in leaf.spans)
+        where = "any address" if leaf.addresses == "any" else "a non-loopback address"
+        return f"listens on port {spans} on {where}"
     ports = ", ".join(str(p) for p in leaf.ports)
     parts = [f"host /{pattern}/" if pattern else "", f"port {ports}" if ports else ""]
     return "connects to " + " on ".join(p for p in parts if p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import ipaddress
 import re
 import threading
 import warnings
@@ -149,6 +150,27 @@ class Analyzer:
                 name=path,
                 args=tuple(sorted(set(found))),
                 evidence=f"binary {path}",
+                anchor=Anchor(line=1),
+            )
+            findings = [
+                self._finding(rule, f, None, [], [], None) for rule, f in self.engine.match([fact])
+            ]
+        except Exception as exc:
+            findings = [self._error_finding(exc)]
+        return self.policy.filter(findings, identity)
+
+    def check_listen(self, host: str, port: int, identity: Identity | None = None) -> list[Finding]:
+        """Runtime backstop: listen rules against one listening socket (its local address
+        and port, as a process watcher sees them: "0.0.0.0", "::", "127.0.0.1")."""
+        try:
+            address = host.strip().strip("[]")
+            shown = f"[{address}]" if ":" in address else address or "*"
+            fact = Fact(
+                "listen",
+                name="loopback" if _loopback(address) else "public",
+                text=address,
+                port=port,
+                evidence=f"listen {shown}:{port}",
                 anchor=Anchor(line=1),
             )
             findings = [
@@ -566,6 +588,20 @@ def _kinds(matcher: object) -> set[str]:
     for child in getattr(matcher, "children", ()):
         out |= _kinds(child)
     return out
+
+
+def _loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, ::ffff:127.x.x.x and the name localhost. Every other address counts
+    as public: the wildcards ("", 0.0.0.0, ::) and names that are no address too."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # fe80::1%eth0: without its zone
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _only_connect(rule: Rule) -> bool:

@@ -95,6 +95,7 @@ class Engine:
         self.gated: dict[str, list[Leaf]] = defaultdict(list)  # keyword -> regex leaves
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
         self.binaries: list[Leaf] = []  # binary leaves: only ever facts of kind "binary"
+        self.listens: list[Leaf] = []  # listen leaves: only ever facts of kind "listen"
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
@@ -172,6 +173,8 @@ class Engine:
     def _index(self, leaf: Leaf) -> None:
         if leaf.kind == "binary":
             self.binaries.append(leaf)
+        elif leaf.kind == "listen":
+            self.listens.append(leaf)
         elif leaf.kind == "import":
             for name in leaf.names:
                 self.imports[name].append(leaf)
@@ -260,6 +263,12 @@ class Engine:
                             leaf,
                             Fact(kind, fact.name, args=held, evidence=shown, anchor=fact.anchor),
                         )
+            elif kind == "listen":  # port; name: "public" or "loopback" (the local address)
+                port = fact.port if fact.port is not None else 0
+                for leaf in self.listens:
+                    wanted = leaf.addresses == "any" or fact.name == "public"
+                    if wanted and any(low <= port <= high for low, high in leaf.spans):
+                        hit(leaf, fact)
             elif kind == "connect":
                 for leaf in self.ports.get(fact.port, ()) if fact.port is not None else ():
                     if leaf.pattern is None or (fact.text and leaf.pattern.search(fact.text)):
@@ -435,9 +444,9 @@ def _shows(
 
 def _requirement(matcher: Matcher) -> Requirement | None:
     """Keywords one of which every match of ``matcher`` contains; None: no such set; []:
-    no cell can match (a `binary` leaf, or an `all` with one)."""
+    no cell can match (a `binary` or `listen` leaf, or an `all` with one)."""
     if isinstance(matcher, Leaf):
-        if matcher.kind == "binary":
+        if matcher.kind in ("binary", "listen"):
             return []
         return [(matcher.kind, k) for k in matcher.keywords] or None
     if matcher.op == "not":

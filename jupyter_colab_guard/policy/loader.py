@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .keywords import regex_keywords, word
@@ -30,6 +31,8 @@ CATEGORY_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 MANAGERS = ("pip", "conda", "apt", "npm")
 MIN_SIGNATURE = 4  # characters of a binary signature; shorter ones occur in any file
+ADDRESSES = ("public", "any")  # listen: which local addresses count (public: not loopback)
+PORT_SPAN = re.compile(r"^(\d{1,9})(?:\s*-\s*(\d{1,9}))?$")  # listen: "22" or "5900-5910"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +142,10 @@ class _Reader:
 
     def integer(self, node: Node, key: str) -> int | None:
         if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:int":
-            return int(node.value)
+            try:  # as YAML reads it: 0x16, 1_000 (not int(): it raised on those)
+                return int(SafeConstructor().construct_yaml_int(node))
+            except ValueError:  # `!!int abc`
+                pass
         self.error(node, key, "must be an integer")
         return None
 
@@ -173,11 +179,12 @@ class _PolicyBuilder:
                 f"{key}.keywords",
                 "keywords belong beside a single matcher, not beside all/any/not",
             )
-        if "keywords" in fields and kind == "binary":
+        if "keywords" in fields and kind in ("binary", "listen"):
+            what = "the bytes of an executable" if kind == "binary" else "a listening socket"
             self.r.error(
                 fields["keywords"],
                 f"{key}.keywords",
-                "binary matches the bytes of an executable, never cell text: no keywords",
+                f"{kind} matches {what}, never cell text: no keywords",
             )
         if "min" in fields and kind != "binary":
             self.r.error(fields["min"], f"{key}.min", "min belongs beside binary only")
@@ -204,6 +211,8 @@ class _PolicyBuilder:
             return Combinator("not", (child,)) if child is not None else None
         if kind == "binary":
             leaf = self.binary(value, where, fields.get("min"), f"{key}.min")
+        elif kind == "listen":
+            leaf = self.listen(value, where)
         else:
             leaf = self.leaf(kind, value, where)
         if leaf is None:
@@ -321,6 +330,44 @@ class _PolicyBuilder:
                 r.error(min_node, min_key, f"must be between 1 and {len(node.value)}")
             minimum = value if value is not None else 1
         return Leaf("binary", names=tuple(signatures), minimum=minimum)
+
+    def listen(self, node: Node, key: str) -> Leaf | None:
+        """Ports (single or "a-b" ranges) of a listening socket and which of its local
+        addresses count. No keywords: a listen leaf never matches a cell."""
+        r = self.r
+        f = r.mapping(node, key, {"ports"}, {"addresses"})
+        addresses = r.choice(f.get("addresses"), f"{key}.addresses", ADDRESSES) or "public"
+        ports = f.get("ports")
+        if ports is None:  # not a mapping, or no ports: already reported
+            return None
+        if not isinstance(ports, SequenceNode) or not ports.value:
+            r.error(ports, f"{key}.ports", "must be a non-empty list of ports and 'a-b' ranges")
+            return None
+        spans = [self._span(item, f"{key}.ports[{i}]") for i, item in enumerate(ports.value)]
+        return Leaf("listen", spans=tuple(s for s in spans if s), addresses=addresses)
+
+    def _span(self, node: Node, key: str) -> tuple[int, int] | None:
+        """A port (22) or an inclusive range ("5900-5910") as (low, high)."""
+        if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:int":
+            port = self.r.integer(node, key)
+            if port is None:
+                return None
+            low = high = port
+        else:
+            found = None
+            if isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+                found = PORT_SPAN.match(node.value.strip())
+            if found is None:
+                self.r.error(node, key, "must be a port (1-65535) or a range 'a-b' of ports")
+                return None
+            low, high = int(found[1]), int(found[2] or found[1])
+        if not (1 <= low <= 65535 and 1 <= high <= 65535):
+            self.r.error(node, key, f"ports are 1-65535, not {node.value}")
+        elif low > high:
+            self.r.error(node, key, f"a range goes from low to high, not {low}-{high}")
+        else:
+            return low, high
+        return None
 
     def _conditions(self, node: Node, key: str, key_type: type) -> list[tuple[Any, Regex]]:
         out: list[tuple[Any, Regex]] = []

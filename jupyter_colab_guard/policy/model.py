@@ -32,6 +32,8 @@ class Leaf:
     looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
     ports: tuple[int, ...] = ()  # connect ports
     minimum: int = 1  # binary: distinct signatures (names) a file must hold
+    spans: tuple[tuple[int, int], ...] = ()  # listen: port ranges, inclusive (22: (22, 22))
+    addresses: str = "public"  # listen: "public" (not loopback) or "any"
     keywords: tuple[str, ...] = ()  # lower-case literals any match must contain
     index: int = -1  # position in Policy.leaves, set by the loader
 
@@ -44,7 +46,17 @@ class Combinator:
 
 Matcher = Leaf | Combinator
 
-LEAF_KINDS = ("import", "call", "shell", "install", "url", "string", "connect", "binary")
+LEAF_KINDS = (
+    "import",
+    "call",
+    "shell",
+    "install",
+    "url",
+    "string",
+    "connect",
+    "binary",
+    "listen",
+)
 
 
 @dataclass(frozen=True, slots=True)
