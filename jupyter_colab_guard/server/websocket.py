@@ -48,6 +48,22 @@ DEBUG_EVALUATING = {
 }
 
 
+# breakpoint fields the debugger evaluates as code when the breakpoint is hit
+BREAKPOINT_CODE = ("condition", "hitCondition", "logMessage")
+
+
+def debug_texts(command: str, args: dict[str, Any]) -> list[str]:
+    """Code a debug request makes the kernel evaluate: expressions and values, and the
+    conditions and log messages of breakpoints (``{expr}`` in a log message runs too)."""
+    texts = [args[k] for k in DEBUG_EVALUATING.get(command, ()) if isinstance(args.get(k), str)]
+    if command in ("setBreakpoints", "setFunctionBreakpoints", "setExceptionBreakpoints"):
+        points = args.get("breakpoints") or args.get("filterOptions") or []
+        for point in points if isinstance(points, list) else []:
+            if isinstance(point, dict):
+                texts += [point[k] for k in BREAKPOINT_CODE if isinstance(point.get(k), str)]
+    return texts
+
+
 @dataclass
 class Incoming:
     raw: Any
@@ -273,9 +289,7 @@ class GuardConnectionMixin:
         content = item.content
         command = content.get("command")
         args = content.get("arguments") if isinstance(content.get("arguments"), dict) else {}
-        texts = [
-            args[k] for k in DEBUG_EVALUATING.get(str(command), ()) if isinstance(args.get(k), str)
-        ]
+        texts = debug_texts(str(command), args)
         if not texts:
             self._forward(item)
             return

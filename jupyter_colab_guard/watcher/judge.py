@@ -82,3 +82,10 @@ class ProcessJudge:
             if found:
                 findings += analyzer.check_binary(found, proc.exe, identity)
         return [f for f in findings if f.category != "analysis"]
+
+    def judge_listen(self, host: str, port: int, identity: Identity | None = None) -> list[Finding]:
+        """Findings of a listening socket (the policy's ``listen`` rules)."""
+        analyzer = self.analyzer()
+        if analyzer is None:
+            return []
+        return [f for f in analyzer.check_listen(host, port, identity) if f.category != "analysis"]

@@ -18,6 +18,7 @@ from ..policy import Identity
 from .judge import ProcessJudge
 from .netlink import ExecEvents
 from .procs import Proc, ProcTable, ancestry, descendants, kill_tree, read
+from .sockets import holders, listening
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class ProcessWatcher:
         self.counters = Counters()
         self._seen: set[tuple[int, float]] = set()
         self._table = ProcTable()
+        self._sockets: set[int] = set()  # listening sockets already judged (inodes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -156,6 +158,7 @@ class ProcessWatcher:
             verdict = self._judge(pid, key[1], roots.get(root))
             if verdict is not None:
                 verdicts.append(verdict)
+        verdicts += self._listeners(candidates, roots, table)
         alive = {(pid, started) for pid, (_, started) in table.items()}
         self._seen &= alive  # forget what ended
         self.counters.polls += 1
@@ -172,17 +175,48 @@ class ProcessWatcher:
                 continue
         return out
 
-    def _judge(self, pid: int, started: float, owner: Owner | None) -> Verdict | None:
-        proc = read(pid, started)
-        if proc is None:
-            return None
+    def _listeners(
+        self,
+        candidates: dict[int, int],
+        roots: dict[int, Owner],
+        table: dict[int, tuple[int, float]],
+    ) -> list[Verdict]:
+        """Listening sockets opened since the last poll by a watched process."""
+        sockets = listening()
+        fresh = set(sockets) - self._sockets
+        self._sockets = set(sockets)
+        if not fresh:
+            return []
+        verdicts = []
+        for pid, inodes in holders(fresh, list(candidates)).items():
+            proc = read(pid, table[pid][1]) if pid in table else None
+            owner = self._owner(proc, roots.get(candidates[pid])) if proc else None
+            if proc is None or owner is None:
+                continue
+            identity = self.identity_of(owner)
+            found = [f for i in inodes for f in self.judge.judge_listen(*sockets[i], identity)]
+            verdict = self._verdict(proc, owner, self.excepted(owner, found))
+            if verdict is not None:
+                verdicts.append(verdict)
+        return verdicts
+
+    def _owner(self, proc: Proc, owner: Owner | None) -> Owner | None:
         if proc.token:  # the environment a guarded kernel gave it (orphans keep it)
             owner = self.owner_of_token(proc.token) or owner
-        owner = owner or self.fallback
-        if owner is None:
+        return owner or self.fallback
+
+    def _judge(self, pid: int, started: float, owner: Owner | None) -> Verdict | None:
+        proc = read(pid, started)
+        owner = self._owner(proc, owner) if proc is not None else None
+        if proc is None or owner is None:
             return None
         self.counters.judged += 1
         findings = self.excepted(owner, self.judge.judge(proc, self.identity_of(owner)))
+        return self._verdict(proc, owner, findings)
+
+    def _verdict(self, proc: Proc, owner: Owner, findings: list[Finding]) -> Verdict | None:
+        """Act on the findings of one process: block kills its tree; all are handed on."""
+        pid, started = proc.pid, proc.started
         action = strongest_action(findings)
         if action is None:
             return None

@@ -99,3 +99,30 @@ def test_script_of_reads_what_an_interpreter_runs(upload: Path) -> None:
     assert script_of(proc("python3", "-c", "print(1)")) == ("python", "print(1)")
     assert script_of(proc("python3", "-m", "ipykernel_launcher")) is None
     assert script_of(proc("/usr/bin/sleep", "3")) is None
+
+
+def test_listening_sockets_and_their_holders() -> None:
+    import socket
+
+    from jupyter_colab_guard.watcher.sockets import holders, listening
+
+    opened = []
+    for family, host in (
+        (socket.AF_INET, "0.0.0.0"),
+        (socket.AF_INET6, "::"),
+        (socket.AF_INET, "127.0.0.1"),
+    ):
+        s = socket.socket(family)
+        s.bind((host, 0))
+        s.listen()
+        opened.append((s, host, s.getsockname()[1]))
+    try:
+        table = listening()
+        mine = {(host, port) for _, host, port in opened}
+        found = {ino: hp for ino, hp in table.items() if hp in mine}
+        assert set(found.values()) == mine
+        held = holders(set(found), [os.getpid()])
+        assert list(held) == [os.getpid()] and sorted(held[os.getpid()]) == sorted(found)
+    finally:
+        for s, _, _ in opened:
+            s.close()

@@ -144,3 +144,23 @@ async def test_debug_requests_that_evaluate_are_checked(kernel_client, guard):
     guard.store.reset("alice", by="root")
     me = await kc.execute("print('still fine')")
     assert "still fine" in me["text"], me
+
+
+async def test_breakpoint_code_is_checked(kernel_client, guard):
+    """Conditions, hit conditions and log messages ({expr} parts) of breakpoints run in the
+    kernel when the breakpoint is hit: they are checked like cells."""
+    kc = await kernel_client("alice", V1)
+    assert (await kc.execute("print('ready')"))["reply"]["status"] == "ok"
+    evil = "__import__('os').system('forbidden-tool')"
+    for point in ({"condition": evil}, {"hitCondition": evil}, {"logMessage": "{" + evil + "}"}):
+        args = {"source": {"path": "x.py"}, "breakpoints": [{"line": 1, **point}]}
+        msg = kc._msg(
+            "debug_request",
+            {"seq": 7, "type": "request", "command": "setBreakpoints", "arguments": args},
+        )
+        await kc.send("control", msg)
+        mid = msg["header"]["msg_id"]
+        res = (await kc.collect([mid], timeout=30))[mid]
+        assert res["reply"]["success"] is False, (point, res)
+        assert "acceptable-use" in res["reply"]["message"]
+    assert guard.status("alice").strikes == 3

@@ -187,3 +187,33 @@ async def test_the_warning_reaches_the_running_cell(
     text = notices[0]["data"]["text/plain"]
     assert "stopped" in text.lower() and "run.sh" in text
     assert "may be executing code that is disallowed" in text
+
+
+async def test_a_public_game_server_is_stopped(
+    kernel_client: Any, guard: Any, tmp_path: Path, watched: bool
+) -> None:
+    """A process listening on 0.0.0.0:25565 (Minecraft's port), started from a script the
+    cell does not show."""
+    serve = tmp_path / "serve.py"
+    serve.write_text(
+        "import socket, time\ns = socket.socket()\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('0.0.0.0', 25565))\ns.listen()\ntime.sleep(60)\n"
+    )
+    kc = await kernel_client("alice", V1)
+    cell = f"import subprocess, sys\np = subprocess.Popen([sys.executable, {str(serve)!r}])"
+    assert (await kc.execute(cell))["reply"]["status"] == "ok"
+    await settle(guard)
+    listening = any(
+        c.laddr and c.laddr.port == 25565 and c.status == psutil.CONN_LISTEN
+        for c in psutil.net_connections("tcp")
+    )
+    assert listening != watched
+    if watched:
+        runtime = [e for e in guard.store.events("alice") if e["kind"] == "runtime"]
+        assert runtime and runtime[0]["category"] == "web_services_file_hosting", runtime
+        assert "0.0.0.0:25565" in (runtime[0]["evidence"] or "")
+    else:
+        for p in psutil.process_iter(["cmdline"]):
+            if str(serve) in " ".join(p.info["cmdline"] or []):
+                p.kill()
