@@ -22,6 +22,20 @@ from .users import UserResolver
 log = logging.getLogger(__name__)
 
 
+SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "zsh"})
+
+
+def as_python(code: str, language: str) -> str:
+    """The cell as the analyzer reads it, by the language of the kernelspec the server
+    launched: a shell kernel's cell is a %%bash cell; another language's (R, Julia, ...)
+    is read for its strings and URLs, as one string literal."""
+    if not code.strip() or language in ("python", ""):
+        return code
+    if language in SHELL_LANGUAGES:
+        return "%%bash\n" + code
+    return f"_ = {code!r}\n"
+
+
 def cell_hash(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -182,6 +196,8 @@ class Checker:
         ident = self.users.identity(user, user_obj)
         findings: list[Finding] = []
         sess, lock = self.policies.session(kernel_id, ident)
+        info = self.kernels.get(kernel_id)
+        code = as_python(code, info.language if info is not None else "python")
         if code.strip():
             with lock:
                 findings = self.policies.check(sess, code)

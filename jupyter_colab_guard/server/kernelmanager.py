@@ -64,9 +64,9 @@ class GuardKernelMixin:
         if status is not None and status.level == "suspended":
             raise web.HTTPError(403, f"colab-guard: user {user} is suspended")
         spec = getattr(self, "kernel_spec", None)
-        python = spec is not None and (spec.language or "").lower() == "python"
-        guarded = python and bool(self.kernel_args)
-        token = guard.register_kernel(kid, user, groups, expects_guard=guarded)
+        language = (getattr(spec, "language", "") or "").lower()
+        guarded = language == "python" and bool(self.kernel_args)
+        token = guard.register_kernel(kid, user, groups, expects_guard=guarded, language=language)
         if guarded:
             cmd = [*safe_path(cmd), *self.kernel_args]
             if guard.kernel_policy_path:

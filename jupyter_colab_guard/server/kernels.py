@@ -38,6 +38,7 @@ class KernelInfo:
     armed_policy: str | None = None
     unarmed: bool = False
     identity_file: str | None = None
+    language: str = "python"  # from the kernelspec the server launched (never the kernel's word)
     # report abuse limits: times of recent reports and of strikes taken from reports
     report_times: collections.deque[float] = field(default_factory=collections.deque)
     strike_times: collections.deque[float] = field(default_factory=collections.deque)
@@ -66,6 +67,7 @@ class KernelRegistry:
         user: str,
         groups: tuple[str, ...] = (),
         expects_guard: bool = False,
+        language: str = "python",
     ) -> str:
         """Issue the report token of a kernel; returns the token (kept only hashed).
         A restart keeps the user and groups; the guard must announce itself again."""
@@ -75,7 +77,14 @@ class KernelRegistry:
             old = self._kernels.get(kernel_id)
             if old:
                 self._tokens.pop(old.token_digest, None)
-            info = KernelInfo(kernel_id, user, digest, groups=groups, expects_guard=expects_guard)
+            info = KernelInfo(
+                kernel_id,
+                user,
+                digest,
+                groups=groups,
+                expects_guard=expects_guard,
+                language=language,
+            )
             if old:
                 info.path = old.path
                 info.strike_times = old.strike_times  # a restart does not reset the caps

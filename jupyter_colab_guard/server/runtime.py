@@ -59,6 +59,7 @@ class RuntimeEnforcer:
             identity_of=lambda o: guard.identity(o.user),
             excepted=lambda o, found: guard.drop_excepted(o.user, found),
             act=self.record,
+            notify=self.notify,
             exclude=self._helpers,
             fallback=Owner(None, owner),
             interval=interval,
@@ -123,11 +124,17 @@ class RuntimeEnforcer:
             strike=top.action in ("block", "warn"),
             detail=detail,
         )
-        if verdict.owner.kernel_id and top.action in ("block", "warn"):
-            stopped = "Stopped" if verdict.killed else "Seen"
-            self.guard.notices.send(
-                verdict.owner.kernel_id,
-                "runtime",
-                [f.to_dict() for f in findings if f.action in ("block", "warn")],
-                f"{stopped}: process {proc.pid} ({' '.join(proc.argv)[:200]})",
-            )
+
+    def notify(self, verdict: Verdict) -> None:
+        """The warning in the running cell, sent before the kill ends that cell."""
+        findings = [f for f in verdict.findings if f.action in ("block", "warn")]
+        if not verdict.owner.kernel_id or not findings:
+            return
+        blocked = any(f.action == "block" for f in findings)
+        proc = verdict.proc
+        self.guard.notices.send(
+            verdict.owner.kernel_id,
+            "runtime",
+            [f.to_dict() for f in findings],
+            f"{'Stopped' if blocked else 'Seen'}: process {proc.pid} ({' '.join(proc.argv)[:200]})",
+        )

@@ -52,6 +52,7 @@ class WorkerProcess:
         self.generation = 0  # counts restarts: sessions of an older generation are gone
         self.users: set[str] = set()
         self.gone: set[str] = set()  # kernels shut down: their sessions go with the next call
+        self.closed = False
         self._start()
 
     def _start(self) -> None:
@@ -99,7 +100,8 @@ class WorkerProcess:
             why,
         )
         self.stop()
-        self._start()
+        if not self.closed:  # (not after the server shut the workers down)
+            self._start()
 
     def stop(self) -> None:
         try:
@@ -213,4 +215,5 @@ class AnalysisWorkers:
 
     def shutdown(self) -> None:
         for worker in self.workers:
+            worker.closed = True
             worker.stop()

@@ -60,6 +60,7 @@ class ProcessWatcher:
         identity_of: Callable[[Owner], Identity | None] = lambda owner: None,
         excepted: Callable[[Owner, list[Finding]], list[Finding]] = lambda owner, found: found,
         act: Callable[[Verdict], None] = lambda verdict: None,
+        notify: Callable[[Verdict], None] = lambda verdict: None,
         exclude: Callable[[], set[int]] = set,
         fallback: Owner | None = None,
         interval: float = 1.0,
@@ -71,7 +72,8 @@ class ProcessWatcher:
         self.owner_of_token = owner_of_token
         self.identity_of = identity_of
         self.excepted = excepted  # drops what an admin allowed this user
-        self.act = act
+        self.act = act  # after the kill: record it
+        self.notify = notify  # before the kill: tell the user (the running cell still runs)
         self.exclude = exclude  # the server's own helpers (analysis workers)
         self.fallback = fallback  # owner of orphans nothing else attributes
         self.interval = interval
@@ -220,8 +222,11 @@ class ProcessWatcher:
         action = strongest_action(findings)
         if action is None:
             return None
-        killed = kill_tree(pid, started) if action == "block" else []
-        verdict = Verdict(proc, owner, findings, killed, time.time() - started)
+        verdict = Verdict(proc, owner, findings, [], time.time() - started)
+        self.notify(verdict)
+        if action == "block":
+            verdict.killed = kill_tree(pid, started)
+        killed = verdict.killed
         if killed:
             self.counters.kills += 1
         for f in findings:
