@@ -9,7 +9,7 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import libcst as cst
@@ -144,28 +144,25 @@ class Analyzer:
     ) -> list[Finding]:
         """Runtime backstop: binary rules against the signatures found in one executable
         (``found``: those of ``binary_signatures`` the file holds, as text)."""
-        try:
-            fact = Fact(
+        return self._runtime(
+            lambda: Fact(
                 "binary",
                 name=path,
                 args=tuple(sorted(set(found))),
                 evidence=f"binary {path}",
                 anchor=Anchor(line=1),
-            )
-            findings = [
-                self._finding(rule, f, None, [], [], None) for rule, f in self.engine.match([fact])
-            ]
-        except Exception as exc:
-            findings = [self._error_finding(exc)]
-        return self.policy.filter(findings, identity)
+            ),
+            identity,
+        )
 
     def check_listen(self, host: str, port: int, identity: Identity | None = None) -> list[Finding]:
         """Runtime backstop: listen rules against one listening socket (its local address
         and port, as a process watcher sees them: "0.0.0.0", "::", "127.0.0.1")."""
-        try:
+
+        def fact() -> Fact:
             address = host.strip().strip("[]")
             shown = f"[{address}]" if ":" in address else address or "*"
-            fact = Fact(
+            return Fact(
                 "listen",
                 name="loopback" if _loopback(address) else "public",
                 text=address,
@@ -173,9 +170,14 @@ class Analyzer:
                 evidence=f"listen {shown}:{port}",
                 anchor=Anchor(line=1),
             )
-            findings = [
-                self._finding(rule, f, None, [], [], None) for rule, f in self.engine.match([fact])
-            ]
+
+        return self._runtime(fact, identity)
+
+    def _runtime(self, make: Callable[[], Fact], identity: Identity | None) -> list[Finding]:
+        """Rules against one fact a watcher saw; never raises."""
+        try:
+            matched = self.engine.match([make()])
+            findings = [self._finding(rule, f, None, [], [], None) for rule, f in matched]
         except Exception as exc:
             findings = [self._error_finding(exc)]
         return self.policy.filter(findings, identity)

@@ -9,21 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from guard_helpers import V1, post_report
+from guard_helpers import V1, post_report, server_refusal
 from tornado.httpclient import HTTPClientError
 
 BLOCKED = "!forbidden-tool --go"
 RUNTIME = "runtime_block"
-
-
-def server_refusal(res: dict[str, Any]) -> str | None:
-    if res["reply"].get("ename") != "ProhibitedCodeError":
-        return None
-    for m in res["iopub"]:
-        meta = m["content"].get("metadata", {}).get("colab_guard")
-        if meta:
-            return str(meta["reason"])
-    return None
 
 
 async def report(jp_fetch: Any, token: str, events: list[dict[str, Any]]) -> dict[str, Any]:
