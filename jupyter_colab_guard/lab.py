@@ -74,6 +74,8 @@ def server_argv(
         "--ServerApp.reraise_server_extension_failures=True",
         # terminals bypass kernels, so the guard (see docs/server.md)
         "--ServerApp.terminals_enabled=False",
+        # one person's own server: their own kernelspecs (ipython kernel install --user)
+        "--ColabGuardApp.trust_user_kernelspecs=True",
     ]
     if args.policy:
         argv.append(f"--ColabGuardApp.policy_path={Path(args.policy).resolve()}")

@@ -202,6 +202,13 @@ class ColabGuardApp(ExtensionApp):
         help="Refuse executions in kernels whose kernel-side guard did not arm (waits up "
         "to arm_timeout after the kernel's start).",
     )
+    trust_user_kernelspecs = Bool(
+        False,
+        config=True,
+        help="Start kernelspecs found in the user's own Jupyter data directory (which "
+        "code in a kernel can write: a kernelspec there could drop the guard). Off: such "
+        "kernels are refused (403); kernelspecs the operator installed start as usual.",
+    )
     disable_terminals = Bool(
         True,
         config=True,
@@ -335,6 +342,7 @@ class ColabGuardApp(ExtensionApp):
                 report_strikes=(self.report_strike_limit, self.report_strike_window),
                 arm_timeout=self.arm_timeout,
                 require_kernel_guard=self.require_kernel_guard,
+                trust_user_kernelspecs=self.trust_user_kernelspecs,
             ),
             on_suspended=self._on_suspended,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.base.call_context import CallContext
 from tornado import web
 
@@ -23,6 +24,14 @@ REPORT_TOKEN_ENV = "COLAB_GUARD_REPORT_TOKEN"
 # never passed on to kernels: the store's credentials are the server's only
 STORE_URL_ENV = "COLAB_GUARD_STORE_URL"
 PRIVATE_ENV = (STORE_URL_ENV, "COLAB_GUARD_ADMIN_STORE_URL")
+
+
+def users_own(path: str) -> bool:
+    """Whether a kernelspec folder lies in the user's own Jupyter data directory."""
+    if not path:
+        return False
+    mine = os.path.realpath(jupyter_data_dir())
+    return os.path.realpath(path).startswith(mine + os.sep)
 
 
 def safe_path(cmd: list[str]) -> list[str]:
@@ -52,8 +61,15 @@ class GuardKernelMixin:
     report_url: str = ""
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
-        cmd, kw = await super()._async_pre_start_kernel(**kw)  # type: ignore[misc]
         guard = self.guard
+        spec_dir = getattr(getattr(self, "kernel_spec", None), "resource_dir", "") or ""
+        if not guard.settings.trust_user_kernelspecs and users_own(spec_dir):
+            raise web.HTTPError(
+                403,
+                f"colab-guard: the kernelspec in {spec_dir} is in the user's own files; only "
+                "kernelspecs the operator installed start here",
+            )
+        cmd, kw = await super()._async_pre_start_kernel(**kw)  # type: ignore[misc]
         kid: str = self.kernel_id  # type: ignore[attr-defined]
         info = guard.kernel(kid)
         # a restart keeps the user and groups

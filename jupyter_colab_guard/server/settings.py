@@ -48,3 +48,5 @@ class GuardSettings:
     # are logged (and, with require_kernel_guard, refused)
     arm_timeout: float = 30.0
     require_kernel_guard: bool = False
+    # kernelspecs in the user's own Jupyter data directory (which user code can write)
+    trust_user_kernelspecs: bool = False

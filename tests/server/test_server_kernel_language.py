@@ -23,7 +23,8 @@ CELL = "t=forbidden-tool\n$t --go"
 
 @pytest.fixture
 def guard_config() -> dict[str, Any]:
-    return {"kernel_extension": False}
+    # the test's kernelspec lives in the (test) user's data dir: trusted here
+    return {"kernel_extension": False, "trust_user_kernelspecs": True}
 
 
 @pytest.fixture

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from guard_helpers import V1
+from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_guard.server import kernelmanager
 
@@ -77,3 +79,37 @@ async def test_a_folder_in_the_working_directory_cannot_replace_the_guard(
     else:
         assert marker.exists()  # an impostor was loaded while the guard started
         assert not await armed(guard, kid, wait=5.0)
+
+
+@pytest.mark.parametrize(
+    "guard_config", [{}, {"trust_user_kernelspecs": True}], ids=["default", "trusted"]
+)
+async def test_a_kernelspec_in_the_users_files_is_refused(
+    jp_fetch: Any, jp_data_dir: Path, auth: Any, guard_config: dict[str, Any]
+) -> None:
+    """Code in a kernel can write ~/.local/share/jupyter/kernels: a kernelspec there
+    could start Python without the guard."""
+    spec = jp_data_dir / "kernels" / "mine"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Mine",
+                "language": "python",
+            }
+        )
+    )
+    body = json.dumps({"name": "mine"})
+    if guard_config.get("trust_user_kernelspecs"):
+        r = await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+        assert r.code == 201
+        return
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+    assert err.value.code == 403
+    # the operator's kernelspec still starts
+    r = await jp_fetch(
+        "api", "kernels", method="POST", headers=auth("alice"), body=json.dumps({"name": "python3"})
+    )
+    assert r.code == 201

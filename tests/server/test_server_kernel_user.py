@@ -125,7 +125,10 @@ def unguarded_spec(jp_data_dir: Path, tmp_path: Path) -> str:
     return "unguarded"
 
 
-@pytest.mark.parametrize("guard_config", [{"require_kernel_guard": True, "arm_timeout": 3.0}])
+@pytest.mark.parametrize(
+    "guard_config",
+    [{"require_kernel_guard": True, "arm_timeout": 3.0, "trust_user_kernelspecs": True}],
+)
 async def test_kernel_whose_guard_never_arms(
     unguarded_spec, kernel_client, jp_fetch, auth, guard, tmp_path
 ):
