@@ -28,11 +28,6 @@ def tick() -> None:
         raise OutOfTime
 
 
-def spent() -> bool:
-    deadline = getattr(_state, "deadline", None)
-    return deadline is not None and time.monotonic() > deadline
-
-
 @contextmanager
 def within(seconds: float | None) -> Iterator[None]:
     """Run the block with a budget of ``seconds`` (None: no budget; an outer one stays)."""
