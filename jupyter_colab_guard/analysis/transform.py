@@ -225,8 +225,10 @@ def _logical_lines(
     first, before = start, state
     try:
         for count, token in enumerate(generate_tokens_catch_errors(feed.__next__, _EOF)):
-            if not count & 1023:
-                tick()  # one line can hold a million tokens
+            if not count & 15:
+                # a line can hold a million tokens, and Python's tokenizer takes time
+                # quadratic in a run of spaces before a token it cannot read
+                tick()
             kind = token.type
             if token.start[0] <= skip:
                 continue  # the priming lines
