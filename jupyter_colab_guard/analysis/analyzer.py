@@ -217,7 +217,7 @@ class Analyzer:
             return result
         except OutOfTime:  # before the cell could even be parsed: its lines, one by one
             with unlimited():
-                result = self._fallback(python_text(source), memory, None, "")
+                result = self._fallback(python_text(source), memory, "")
             result.findings.append(self.timeout_finding(1))
             return result
         except Exception as exc:  # the analyzer must never take the kernel or server down
@@ -242,9 +242,7 @@ class Analyzer:
             code, lowered, words, starts
         )
 
-    def _parse(
-        self, source: str, memory: Memory, history: Lookup | None
-    ) -> tuple[str, ast.Module, list[int]] | _Result:
+    def _parse(self, source: str, memory: Memory) -> tuple[str, ast.Module, list[int]] | _Result:
         """The code the kernel would run, its tree and line map; or, when Python or
         IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
         with warnings.catch_warnings():
@@ -257,11 +255,11 @@ class Analyzer:
             try:
                 code, line_map = transform(source)
             except Exception:  # IPython gives up on it too: the kernel runs nothing
-                return self._fallback(source, memory, history, "IPython cannot transform it")
+                return self._fallback(source, memory, "IPython cannot transform it")
             try:
                 return code, ast.parse(code), line_map
             except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
-                return self._fallback(source, memory, history, "not valid Python")
+                return self._fallback(source, memory, "not valid Python")
 
     def _deep(
         self,
@@ -272,7 +270,7 @@ class Analyzer:
         tokens: TextIndex,
     ) -> _Result:
         given, source = source, python_text(_user_alias(source, memory))
-        parsed = self._parse(source, memory, history)
+        parsed = self._parse(source, memory)
         if isinstance(parsed, _Result):
             return parsed
         code, tree, line_map = parsed
@@ -399,9 +397,7 @@ class Analyzer:
             out.append(self._finding(rule, fact, table, original, transformed, line_map))
         return out
 
-    def _fallback(
-        self, source: str, memory: Memory, history: Lookup | None, reason: str
-    ) -> _Result:
+    def _fallback(self, source: str, memory: Memory, reason: str) -> _Result:
         """Line by line for text Python cannot parse (or not in time), in linear time: lines
         with a keyword or marker are read by the linear pass, each on its own."""
         facts = FactSet()

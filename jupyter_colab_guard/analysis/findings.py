@@ -36,6 +36,12 @@ class Finding:
         return asdict(self)
 
 
+def top_finding(findings: list[Finding]) -> Finding:
+    """The finding that speaks for a check: the strongest action, and of equals one of
+    the policy's before one about the check itself (category ``analysis``)."""
+    return max(findings, key=lambda f: (action_rank(f.action), f.category != "analysis"))
+
+
 def strongest_action(findings: list[Finding]) -> str | None:
     """The strongest action among findings, or None when there are none."""
     if not findings:

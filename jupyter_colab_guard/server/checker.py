@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..analysis.analyzer import TIMEOUT_RULE
-from ..analysis.findings import Finding, strongest_action
+from ..analysis.findings import Finding, strongest_action, top_finding
 from .escalation import Status
 from .kernels import KernelRegistry
 from .policy_holder import PolicyHolder
@@ -111,12 +111,11 @@ class Checker:
             expressions=expressions,
             path=path,
         )
+        user = self.users.resolve_user(user_obj)
         try:
-            user = self.users.resolve_user(user_obj)
             return await self.pool.run(check, user=user)  # type: ignore[no-any-return]
         except Exception as err:
             what = "timed out" if isinstance(err, TimeoutError) else f"failed ({err!r})"
-            user = self.users.resolve_user(user_obj)
             log.error(
                 "colab-guard: the check of a cell in kernel %s %s; fail_mode=%s",
                 kernel_id,
@@ -144,11 +143,8 @@ class Checker:
         action = strongest_action(findings)
         stored = True
         full = code if not expressions else code + "\n" + "\n".join(expressions)
-        if action is not None:  # a finding of the policy's before one about the check itself
-            top = max(
-                findings,
-                key=lambda f: (("log", "warn", "block").index(f.action), f.category != "analysis"),
-            )
+        if action is not None:
+            top = top_finding(findings)
             stored = self.recorder.record(
                 user=user,
                 kind="finding",
@@ -165,9 +161,8 @@ class Checker:
         known = self.standing.safe_status(user)
         status = known or UNKNOWN
         if action == "block":
-            timeout = all(f.rule == TIMEOUT_RULE for f in findings if f.action == "block") and any(
-                f.rule == TIMEOUT_RULE for f in findings
-            )
+            # refused only because the check ran out of time (not held against anyone)
+            timeout = all(f.rule == TIMEOUT_RULE for f in findings if f.action == "block")
             return Decision(True, "timeout" if timeout else "block", user, findings, status, stored)
         if known is None and self.settings.fail_mode == "closed":
             # the store is down: where the user stands is unknown (strikes are spooled)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..analysis import Analyzer
+from ..analysis.findings import top_finding
 from ..watcher import Owner, ProcessJudge, ProcessWatcher, Verdict, become_subreaper
 from .service import GuardService
 
@@ -106,10 +107,8 @@ class RuntimeEnforcer:
 
     def record(self, verdict: Verdict) -> None:
         """A strike of kind ``runtime`` (a stopped process) or a finding (warn, log)."""
-        findings = sorted(
-            verdict.findings, key=lambda f: ("log", "warn", "block").index(f.action), reverse=True
-        )
-        top, proc = findings[0], verdict.proc
+        findings, proc = verdict.findings, verdict.proc
+        top = top_finding(findings)
         detail = (
             f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
             f"({', '.join(sorted({f.rule for f in findings}))}); "

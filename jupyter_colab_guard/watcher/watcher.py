@@ -84,6 +84,7 @@ class ProcessWatcher:
         self._seen: set[tuple[int, float]] = set()
         self._table = ProcTable()
         self._sockets: set[int] = set()  # listening sockets already judged (inodes)
+        self._uids: dict[tuple[int, float], int] = {}  # with watch_uid: uid of each process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -123,7 +124,7 @@ class ProcessWatcher:
         """Judge processes that just exec'd, if they are in the watched tree (a process
         judged before is judged again: it may have exec'd into another program)."""
         roots = self.roots()
-        skip = set(roots) | self.exclude() | {self.me}
+        skip = self._skip(roots)
         verdicts = []
         for pid in pids:
             if pid in skip:
@@ -145,7 +146,7 @@ class ProcessWatcher:
         roots = self.roots()
         # kernels first: what descends from one is its; then orphans the server reaped
         below = descendants([*roots, self.me], table)
-        skip = set(roots) | self.exclude() | {self.me}
+        skip = self._skip(roots)
         candidates = {pid: root for pid, root in below.items() if pid not in skip}
         if self.uid is not None:
             for pid in self._same_uid(table):
@@ -163,18 +164,27 @@ class ProcessWatcher:
         verdicts += self._listeners(candidates, roots, table)
         alive = {(pid, started) for pid, (_, started) in table.items()}
         self._seen &= alive  # forget what ended
+        self._uids = {key: uid for key, uid in self._uids.items() if key in alive}
         self.counters.polls += 1
         self.counters.last_poll_seconds = time.perf_counter() - start
         return verdicts
 
+    def _skip(self, roots: dict[int, Owner]) -> set[int]:
+        """Never judged: the kernels and shells themselves, the server and its helpers."""
+        return set(roots) | self.exclude() | {self.me}
+
     def _same_uid(self, table: dict[int, tuple[int, float]]) -> list[int]:
+        """Processes of our uid (each process's uid read once)."""
         out = []
-        for pid in table:
-            try:
-                if psutil.Process(pid).uids().real == self.uid:
-                    out.append(pid)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+        for pid, (_, started) in table.items():
+            uid = self._uids.get((pid, started))
+            if uid is None:
+                try:
+                    uid = self._uids[(pid, started)] = psutil.Process(pid).uids().real
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            if uid == self.uid:
+                out.append(pid)
         return out
 
     def _listeners(
