@@ -7,22 +7,19 @@ binaries of this machine that must not match.
 
 from __future__ import annotations
 
-import json
 import os
 import sysconfig
 import time
 from pathlib import Path
 
+import leaf_cases
 import pytest
-import yaml
-from jsonschema import Draft202012Validator
+from leaf_cases import assert_problem_at, schema_errors
 
 from jupyter_colab_guard.analysis import Analyzer, Finding, Identity
 from jupyter_colab_guard.analysis.binary import CHUNK, SignatureScanner
-from jupyter_colab_guard.policy import PolicyError, load_policy, parse_policy
+from jupyter_colab_guard.policy import load_policy, parse_policy
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = json.loads((ROOT / "jupyter_colab_guard" / "policy" / "schema.json").read_text())
 DEFAULT = Analyzer(load_policy(None))
 
 POLICY = """\
@@ -75,10 +72,6 @@ exceptions:
 
 def rules(findings: list[Finding]) -> set[str]:
     return {f.rule for f in findings}
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(n for n, line in enumerate(text.splitlines(), start=1) if needle in line)
 
 
 def fake_file(path: Path, signatures: list[bytes], size: int, spanning: bytes = b"") -> Path:
@@ -142,18 +135,7 @@ BAD_LEAVES = [
 
 
 def one_rule(matcher: str) -> str:
-    return f"""\
-version: 1
-categories:
-  - {{id: c, title: C, description: C., action: block, severity: high}}
-rules:
-  - id: r
-    category: c
-    message: M.
-    match:
-      {matcher}
-    examples: {{match: ["!xmrig"], no_match: ["!ls"]}}
-"""
+    return leaf_cases.one_rule(matcher, "!xmrig")
 
 
 @pytest.mark.parametrize(
@@ -163,16 +145,7 @@ rules:
 def test_bad_binary_leaf_names_file_line_and_key(
     tmp_path: Path, matcher: str, needle: str, key: str, fragment: str, schema: bool
 ) -> None:
-    text = one_rule(matcher)
-    path = tmp_path / "policy.yaml"
-    path.write_text(text)
-    with pytest.raises(PolicyError) as info:
-        load_policy(path)
-    found = [p for p in info.value.problems if p.key == key and fragment in p.message]
-    assert found, info.value.problems
-    assert (found[0].path, found[0].line) == (str(path), line_of(text, needle))
-    errors = list(Draft202012Validator(SCHEMA).iter_errors(yaml.safe_load(text)))
-    assert bool(errors) == schema, errors
+    assert_problem_at(tmp_path, one_rule(matcher), needle, key, fragment, schema)
 
 
 def test_binary_leaf_loads_and_never_gates_cells() -> None:
@@ -181,7 +154,7 @@ def test_binary_leaf_loads_and_never_gates_cells() -> None:
     assert miner.names == ("fakeminer", "fakestratum://", "fake-donate")
     assert (miner.minimum, agent.minimum, miner.keywords) == (2, 1, ())
     assert policy.warnings == []
-    assert list(Draft202012Validator(SCHEMA).iter_errors(yaml.safe_load(POLICY))) == []
+    assert schema_errors(POLICY) == []
     analyzer = Analyzer(policy)
     # a rule with only binary leaves is never live for a cell, nor always deep
     assert analyzer.engine.always_live == set()
