@@ -12,6 +12,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from .folder import MAIN, NodeProblem, compose, expand_lists, folder_files, merge, version_of
 from .keywords import regex_keywords, word
 from .model import (
     LEAF_KINDS,
@@ -67,7 +68,12 @@ class _Reader:
 
     def error(self, node: Node | None, key: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 0
-        self.problems.append(Problem(self.path, line, key, message))
+        self.problems.append(Problem(self.where(node), line, key, message))
+
+    def where(self, node: Node | None) -> str:
+        """The file of a node (a policy folder has several)."""
+        name = node.start_mark.name if node is not None else ""
+        return name if name and not name.startswith("<") else self.path
 
     def mapping(
         self, node: Node, key: str, required: set[str], optional: set[str]
@@ -224,8 +230,8 @@ class _PolicyBuilder:
             leaf.keywords = explicit
         if not leaf.keywords and kind in ("url", "string", "shell"):
             self.warnings.append(
-                f"{self.r.path}:{value.start_mark.line + 1}: {where}: no literal keyword; this "
-                "leaf makes every cell go through deep analysis (add keywords: [...])"
+                f"{self.r.where(value)}:{value.start_mark.line + 1}: {where}: no literal "
+                "keyword; this leaf makes every cell go through deep analysis (add keywords: [...])"
             )
         leaf.index = len(self.leaves)
         self.leaves.append(leaf)
@@ -574,37 +580,62 @@ class _PolicyBuilder:
 
 def parse_policy(text: str, path: str = "<policy>") -> Policy:
     """Build a Policy from YAML text; raises PolicyError listing every problem."""
-    reader = _Reader(path)
+    return _build([(path, text)], path)
+
+
+def _build(texts: list[tuple[str, str]], path: str) -> Policy:
+    """A policy from one file or the files of a folder (``policy.yaml`` first)."""
+    parts: list[tuple[str, Node]] = []
+    for name, text in texts:
+        try:
+            node = compose(text, name)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 0
+            raise PolicyError([Problem(name, line, "", f"YAML syntax error: {exc}")]) from None
+        if node is None:
+            if len(texts) == 1 or name == texts[0][0]:
+                raise PolicyError([Problem(name, 1, "", "the file is empty")])
+            continue
+        parts.append((name, node))
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        raise PolicyError([Problem(path, line, "", f"YAML syntax error: {exc}")]) from None
-    if root is None:
-        raise PolicyError([Problem(path, 1, "", "the file is empty")])
-    version = hashlib.sha256(text.encode()).hexdigest()[:16]
-    builder = _PolicyBuilder(reader)
-    policy = builder.build(root, version)
+        root = merge(parts)
+        expand_lists(root)
+    except NodeProblem as p:
+        raise PolicyError([Problem(p.path, p.line, p.key, p.message)]) from None
+    version = version_of(texts) if len(texts) > 1 else _digest(texts[0][1])
+    reader = _Reader(path)
+    policy = _PolicyBuilder(reader).build(root, version)
     if policy is None:
         raise PolicyError(reader.problems)
     policy.path = path
     return policy
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def default_policy_path() -> Path:
-    """The shipped default: the installed copy, or the repository's policies/colab.yaml."""
-    installed = Path(__file__).resolve().parent.parent / "data" / "colab.yaml"
-    if installed.is_file():
+    """The shipped default: the installed copy, or the repository's policies/colab/."""
+    installed = Path(__file__).resolve().parent.parent / "data" / "colab"
+    if installed.is_dir():
         return installed
-    return Path(__file__).resolve().parents[2] / "policies" / "colab.yaml"
+    return Path(__file__).resolve().parents[2] / "policies" / "colab"
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError([Problem(str(path), 0, "", f"cannot read: {exc}")]) from None
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
-    """Load a policy file (None: the shipped default). Raises PolicyError."""
+    """Load a policy file or folder (None: the shipped default). Raises PolicyError."""
     target = Path(path) if path is not None else default_policy_path()
-    try:
-        text = target.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError([Problem(str(target), 0, "", f"cannot read: {exc}")]) from None
-    return parse_policy(text, str(target))
+    if target.is_dir():
+        if not (target / MAIN).is_file():
+            raise PolicyError([Problem(str(target), 0, "", f"a policy folder needs {MAIN}")])
+        return _build([(str(p), _read(p)) for p in folder_files(target)], str(target))
+    return _build([(str(target), _read(target))], str(target))

@@ -14,6 +14,7 @@ import yaml
 from colab_categories import COLAB_CATEGORIES
 from jsonschema import Draft202012Validator, FormatChecker
 
+from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.policy import (
     PolicyError,
     Problem,
@@ -21,6 +22,7 @@ from jupyter_colab_guard.policy import (
     load_policy,
     parse_policy,
 )
+from jupyter_colab_guard.policy.folder import document, flatten
 from jupyter_colab_guard.policy.keywords import regex_keywords
 from jupyter_colab_guard.policy.model import Combinator, Leaf
 from jupyter_colab_guard.policy.regex import compile_regex
@@ -186,7 +188,10 @@ def test_base_and_full_policies_load() -> None:
     assert (combo.action, combo.severity, combo.tiers) == ("warn", "medium", ("free",))
     assert isinstance(combo.match, Combinator) and combo.match.op == "all"
     assert [c.op if isinstance(c, Combinator) else c.kind for c in combo.match.children] == [
-        "any", "not", "string"]
+        "any",
+        "not",
+        "string",
+    ]
     install = combo.match.children[0].children[0]
     assert install.names == ("some-pkg",)  # normalised
     assert full.categories["tools"].metadata == {"faq": "https://example.org/faq#tools"}
@@ -194,7 +199,7 @@ def test_base_and_full_policies_load() -> None:
 
 
 def test_default_policy_loads_with_the_nine_categories() -> None:
-    assert default_policy_path().is_file()
+    assert (default_policy_path() / "policy.yaml").is_file()
     policy = load_policy(None)
     assert set(policy.categories) == DEFAULT_CATEGORIES
     for category in policy.categories.values():
@@ -211,127 +216,381 @@ def test_default_policy_loads_with_the_nine_categories() -> None:
 # -- one problem per file ----------------------------------------------------------
 # (name, edits, line needle (occurrence), key, message fragment)
 CASES = [
-    ("unknown-top-key", [("exceptions:\n", "colour: blue\nexceptions:\n")],
-     ("colour: blue", 1), "colour", "unknown key"),
-    ("unknown-category-key", [("    severity: high\n", "    severity: high\n    colour: red\n")],
-     ("colour: red", 1), "categories[0].colour", "unknown key"),
-    ("unknown-rule-key", [("    message: Runs the tool.\n",
-                           "    message: Runs the tool.\n    owner: me\n")],
-     ("owner: me", 1), "rules[0].owner", "unknown key"),
-    ("unknown-matcher-key",
-     [("      import: notemod\n", "      import: notemod\n      weight: 3\n")],
-     ("weight: 3", 1), "rules[note-import].match.weight", "unknown key"),
-    ("unknown-shell-key", [("        program: [forbidden-tool]\n",
-                            "        program: [forbidden-tool]\n        flags: '-x'\n")],
-     ("flags: '-x'", 1), "rules[tool-shell].match.shell.flags", "unknown key"),
-    ("unknown-examples-key", [('      no_match: ["import os"]\n',
-                               '      no_match: ["import os"]\n      maybe: ["x"]\n')],
-     ("maybe:", 1), "rules[note-import].examples.maybe", "unknown key"),
-    ("yaml-bool-as-title", [("    title: Running tools\n", "    title: yes\n")],
-     ("title: yes", 1), "categories[tools].title", "must be a string"),
-    ("yaml-bool-as-message", [("    message: Imports notemod.\n", "    message: no\n")],
-     ("message: no", 1), "rules[note-import].message", "must be a string"),
-    ("yaml-bool-in-program-list", [("program: [forbidden-tool]", "program: [forbidden-tool, on]")],
-     ("program: [forbidden-tool, on]", 1), "rules[tool-shell].match.shell.program[1]",
-     "must be a string"),
-    ("list-as-name", [("name: loader-test\n", "name: [a, b]\n")],
-     ("name: [a, b]", 1), "name", "must be a string"),
-    ("regex-does-not-compile", [("      import: notemod\n", "      string: 'notemod(['\n")],
-     ("string: 'notemod(['", 1), "rules[note-import].match.string", "invalid regex"),
-    ("shell-args-regex-does-not-compile",
-     [("        program: [forbidden-tool]\n",
-       "        program: [forbidden-tool]\n        args: '[z-a]'\n")],
-     ("args: '[z-a]'", 1), "rules[tool-shell].match.shell.args", "invalid regex"),
-    ("duplicate-rule-id", [("  - id: note-import\n", "  - id: tool-shell\n")],
-     ("- id: tool-shell", 2), "rules[tool-shell].id", "duplicate rule id"),
-    ("duplicate-category-id", [("  - id: notes\n", "  - id: tools\n"),
-                               ("    category: notes\n", "    category: tools\n")],
-     ("- id: tools", 2), "categories[tools].id", "duplicate category id"),
-    ("unknown-category-in-rule", [("    category: notes\n", "    category: nothing\n")],
-     ("category: nothing", 1), "rules[note-import].category", "unknown category 'nothing'"),
-    ("unknown-tier-in-category",
-     [("    severity: high\n", "    severity: high\n    tiers: [gold]\n")],
-     ("tiers: [gold]", 1), "categories[tools].tiers", "unknown tier 'gold'"),
-    ("unknown-tier-in-rule", [("    message: Runs the tool.\n",
-                               "    message: Runs the tool.\n    tiers: [free, premium]\n")],
-     ("tiers: [free, premium]", 1), "rules[tool-shell].tiers", "unknown tier 'premium'"),
-    ("unknown-tier-in-exception", [("    users: [alice]\n", "    tiers: [platinum]\n")],
-     ("tiers: [platinum]", 1), "exceptions[0].tiers", "unknown tier 'platinum'"),
-    ("matcher-with-two-kinds", [("      import: notemod\n",
-                                 "      import: notemod\n      string: notemod\n")],
-     ("import: notemod", 1), "rules[note-import].match", "exactly one of"),
-    ("matcher-with-only-keywords", [("      import: notemod\n", "      keywords: [notemod]\n")],
-     ("keywords: [notemod]", 1), "rules[note-import].match", "exactly one of"),
-    ("not-outside-all", [("      import: notemod\n", "      not:\n        import: notemod\n")],
-     ("        import: notemod", 1), "rules[note-import].match.not", "only allowed inside 'all'"),
-    ("not-inside-any", [("      import: notemod\n",
-                         "      any:\n        - import: os\n        - not:\n"
-                         "            import: notemod\n")],
-     ("            import: notemod", 1), "rules[note-import].match.any[1].not",
-     "only allowed inside 'all'"),
-    ("all-with-only-not", [("      import: notemod\n",
-                            "      all:\n        - not:\n            import: notemod\n")],
-     ("- not:", 1), "rules[note-import].match.all", "not 'not'"),
-    ("empty-any", [("      import: notemod\n", "      any: []\n")],
-     ("any: []", 1), "rules[note-import].match.any", "non-empty list"),
-    ("call-args-index-not-integer",
-     [("      import: notemod\n",
-       "      call:\n        name: notemod.run\n        args:\n          first: '.*'\n")],
-     ("first: '.*'", 1), "rules[note-import].match.call.args.first", "must be an integer"),
-    ("call-args-quoted-index",
-     [("      import: notemod\n",
-       "      call:\n        name: notemod.run\n        args:\n          '0': '.*'\n")],
-     ("'0': '.*'", 1), "rules[note-import].match.call.args.0", "must be an integer"),
-    ("call-without-name", [("      import: notemod\n", "      call:\n        args: {0: x}\n")],
-     ("args: {0: x}", 1), "rules[note-import].match.call.name", "required key is missing"),
-    ("install-manager-not-in-enum",
-     [("      import: notemod\n",
-       "      install:\n        manager: [pip, brew]\n        package: notemod\n")],
-     ("manager: [pip, brew]", 1), "rules[note-import].match.install.manager", "'brew'"),
-    ("connect-without-host-or-port", [("      import: notemod\n", "      connect: {}\n")],
-     ("connect: {}", 1), "rules[note-import].match.connect", "needs host or port"),
-    ("connect-port-as-string",
-     [("      import: notemod\n", "      connect:\n        port: '3333'\n")],
-     ("port: '3333'", 1), "rules[note-import].match.connect.port", "must be an integer"),
-    ("shell-any-program-without-args", [("program: [forbidden-tool]", "program: '*'")],
-     ("program: '*'", 1), "rules[tool-shell].match.shell.args", "needs an args pattern"),
-    ("empty-example-list", [('      match: ["import notemod"]\n', "      match: []\n")],
-     ("match: []", 1), "rules[note-import].examples.match", "at least one example"),
-    ("missing-examples", [('    examples:\n      match: ["import notemod"]\n'
-                           '      no_match: ["import os"]\n', "")],
-     ("- id: note-import", 1), "rules[1].examples", "required key is missing"),
-    ("exception-without-who", [("    users: [alice]\n", "")],
-     ("- id: course", 1), "exceptions[0]", "users, groups, tiers"),
-    ("exception-with-empty-who", [("    users: [alice]\n", "    users: []\n")],
-     ("- id: course", 1), "exceptions[0]", "users, groups, tiers"),
-    ("exception-without-what", [("    rules: [tool-shell]\n", "")],
-     ("- id: course", 1), "exceptions[0]", "categories, rules"),
-    ("exception-naming-unknown-rule", [("    rules: [tool-shell]\n", "    rules: [ghost-rule]\n")],
-     ("rules: [ghost-rule]", 1), "exceptions[0].rules", "unknown rule 'ghost-rule'"),
-    ("exception-naming-unknown-category",
-     [("    rules: [tool-shell]\n", "    categories: [nothing]\n")],
-     ("categories: [nothing]", 1), "exceptions[0].categories", "unknown category 'nothing'"),
-    ("wrong-version", [("version: 1\n", "version: 2\n")],
-     ("version: 2", 1), "version", "must be 1"),
-    ("bad-on-error", [("tiers: [free, paid]\n", "tiers: [free, paid]\non_error: explode\n")],
-     ("on_error: explode", 1), "on_error", "'explode'"),
-    ("bad-category-action", [("    action: block\n", "    action: deny\n")],
-     ("action: deny", 1), "categories[tools].action", "'deny'"),
-    ("bad-rule-severity", [("    message: Runs the tool.\n",
-                            "    message: Runs the tool.\n    severity: extreme\n")],
-     ("severity: extreme", 1), "rules[tool-shell].severity", "'extreme'"),
-    ("bad-category-id", [("  - id: notes\n", "  - id: Notes\n"),
-                         ("    category: notes\n", "    category: Notes\n")],
-     ("- id: Notes", 1), "categories[Notes].id", "must match"),
-    ("bad-rule-id", [("  - id: note-import\n", "  - id: Note Import\n")],
-     ("- id: Note Import", 1), "rules[Note Import].id", "must match"),
-    ("categories-not-a-list",
-     [("categories:\n  - id: tools\n", "categories: {}\nunused:\n  - id: tools\n")],
-     ("categories: {}", 1), "categories", "must be a list"),
-    ("missing-rules", [("rules:\n", "retired_rules:\n")],
-     ("version: 1", 1), "rules", "required key is missing"),
-    ("yaml-syntax-error", [("    message: Runs the tool.\n", "    message: Runs: the tool\n")],
-     ("message: Runs: the tool", 1), "", "YAML syntax error"),
+    (
+        "unknown-top-key",
+        [("exceptions:\n", "colour: blue\nexceptions:\n")],
+        ("colour: blue", 1),
+        "colour",
+        "unknown key",
+    ),
+    (
+        "unknown-category-key",
+        [("    severity: high\n", "    severity: high\n    colour: red\n")],
+        ("colour: red", 1),
+        "categories[0].colour",
+        "unknown key",
+    ),
+    (
+        "unknown-rule-key",
+        [("    message: Runs the tool.\n", "    message: Runs the tool.\n    owner: me\n")],
+        ("owner: me", 1),
+        "rules[0].owner",
+        "unknown key",
+    ),
+    (
+        "unknown-matcher-key",
+        [("      import: notemod\n", "      import: notemod\n      weight: 3\n")],
+        ("weight: 3", 1),
+        "rules[note-import].match.weight",
+        "unknown key",
+    ),
+    (
+        "unknown-shell-key",
+        [
+            (
+                "        program: [forbidden-tool]\n",
+                "        program: [forbidden-tool]\n        flags: '-x'\n",
+            )
+        ],
+        ("flags: '-x'", 1),
+        "rules[tool-shell].match.shell.flags",
+        "unknown key",
+    ),
+    (
+        "unknown-examples-key",
+        [
+            (
+                '      no_match: ["import os"]\n',
+                '      no_match: ["import os"]\n      maybe: ["x"]\n',
+            )
+        ],
+        ("maybe:", 1),
+        "rules[note-import].examples.maybe",
+        "unknown key",
+    ),
+    (
+        "yaml-bool-as-title",
+        [("    title: Running tools\n", "    title: yes\n")],
+        ("title: yes", 1),
+        "categories[tools].title",
+        "must be a string",
+    ),
+    (
+        "yaml-bool-as-message",
+        [("    message: Imports notemod.\n", "    message: no\n")],
+        ("message: no", 1),
+        "rules[note-import].message",
+        "must be a string",
+    ),
+    (
+        "yaml-bool-in-program-list",
+        [("program: [forbidden-tool]", "program: [forbidden-tool, on]")],
+        ("program: [forbidden-tool, on]", 1),
+        "rules[tool-shell].match.shell.program[1]",
+        "must be a string",
+    ),
+    (
+        "list-as-name",
+        [("name: loader-test\n", "name: [a, b]\n")],
+        ("name: [a, b]", 1),
+        "name",
+        "must be a string",
+    ),
+    (
+        "regex-does-not-compile",
+        [("      import: notemod\n", "      string: 'notemod(['\n")],
+        ("string: 'notemod(['", 1),
+        "rules[note-import].match.string",
+        "invalid regex",
+    ),
+    (
+        "shell-args-regex-does-not-compile",
+        [
+            (
+                "        program: [forbidden-tool]\n",
+                "        program: [forbidden-tool]\n        args: '[z-a]'\n",
+            )
+        ],
+        ("args: '[z-a]'", 1),
+        "rules[tool-shell].match.shell.args",
+        "invalid regex",
+    ),
+    (
+        "duplicate-rule-id",
+        [("  - id: note-import\n", "  - id: tool-shell\n")],
+        ("- id: tool-shell", 2),
+        "rules[tool-shell].id",
+        "duplicate rule id",
+    ),
+    (
+        "duplicate-category-id",
+        [
+            ("  - id: notes\n", "  - id: tools\n"),
+            ("    category: notes\n", "    category: tools\n"),
+        ],
+        ("- id: tools", 2),
+        "categories[tools].id",
+        "duplicate category id",
+    ),
+    (
+        "unknown-category-in-rule",
+        [("    category: notes\n", "    category: nothing\n")],
+        ("category: nothing", 1),
+        "rules[note-import].category",
+        "unknown category 'nothing'",
+    ),
+    (
+        "unknown-tier-in-category",
+        [("    severity: high\n", "    severity: high\n    tiers: [gold]\n")],
+        ("tiers: [gold]", 1),
+        "categories[tools].tiers",
+        "unknown tier 'gold'",
+    ),
+    (
+        "unknown-tier-in-rule",
+        [
+            (
+                "    message: Runs the tool.\n",
+                "    message: Runs the tool.\n    tiers: [free, premium]\n",
+            )
+        ],
+        ("tiers: [free, premium]", 1),
+        "rules[tool-shell].tiers",
+        "unknown tier 'premium'",
+    ),
+    (
+        "unknown-tier-in-exception",
+        [("    users: [alice]\n", "    tiers: [platinum]\n")],
+        ("tiers: [platinum]", 1),
+        "exceptions[0].tiers",
+        "unknown tier 'platinum'",
+    ),
+    (
+        "matcher-with-two-kinds",
+        [("      import: notemod\n", "      import: notemod\n      string: notemod\n")],
+        ("import: notemod", 1),
+        "rules[note-import].match",
+        "exactly one of",
+    ),
+    (
+        "matcher-with-only-keywords",
+        [("      import: notemod\n", "      keywords: [notemod]\n")],
+        ("keywords: [notemod]", 1),
+        "rules[note-import].match",
+        "exactly one of",
+    ),
+    (
+        "not-outside-all",
+        [("      import: notemod\n", "      not:\n        import: notemod\n")],
+        ("        import: notemod", 1),
+        "rules[note-import].match.not",
+        "only allowed inside 'all'",
+    ),
+    (
+        "not-inside-any",
+        [
+            (
+                "      import: notemod\n",
+                "      any:\n        - import: os\n        - not:\n            import: notemod\n",
+            )
+        ],
+        ("            import: notemod", 1),
+        "rules[note-import].match.any[1].not",
+        "only allowed inside 'all'",
+    ),
+    (
+        "all-with-only-not",
+        [("      import: notemod\n", "      all:\n        - not:\n            import: notemod\n")],
+        ("- not:", 1),
+        "rules[note-import].match.all",
+        "not 'not'",
+    ),
+    (
+        "empty-any",
+        [("      import: notemod\n", "      any: []\n")],
+        ("any: []", 1),
+        "rules[note-import].match.any",
+        "non-empty list",
+    ),
+    (
+        "call-args-index-not-integer",
+        [
+            (
+                "      import: notemod\n",
+                "      call:\n        name: notemod.run\n        args:\n          first: '.*'\n",
+            )
+        ],
+        ("first: '.*'", 1),
+        "rules[note-import].match.call.args.first",
+        "must be an integer",
+    ),
+    (
+        "call-args-quoted-index",
+        [
+            (
+                "      import: notemod\n",
+                "      call:\n        name: notemod.run\n        args:\n          '0': '.*'\n",
+            )
+        ],
+        ("'0': '.*'", 1),
+        "rules[note-import].match.call.args.0",
+        "must be an integer",
+    ),
+    (
+        "call-without-name",
+        [("      import: notemod\n", "      call:\n        args: {0: x}\n")],
+        ("args: {0: x}", 1),
+        "rules[note-import].match.call.name",
+        "required key is missing",
+    ),
+    (
+        "install-manager-not-in-enum",
+        [
+            (
+                "      import: notemod\n",
+                "      install:\n        manager: [pip, brew]\n        package: notemod\n",
+            )
+        ],
+        ("manager: [pip, brew]", 1),
+        "rules[note-import].match.install.manager",
+        "'brew'",
+    ),
+    (
+        "connect-without-host-or-port",
+        [("      import: notemod\n", "      connect: {}\n")],
+        ("connect: {}", 1),
+        "rules[note-import].match.connect",
+        "needs host or port",
+    ),
+    (
+        "connect-port-as-string",
+        [("      import: notemod\n", "      connect:\n        port: '3333'\n")],
+        ("port: '3333'", 1),
+        "rules[note-import].match.connect.port",
+        "must be an integer",
+    ),
+    (
+        "shell-any-program-without-args",
+        [("program: [forbidden-tool]", "program: '*'")],
+        ("program: '*'", 1),
+        "rules[tool-shell].match.shell.args",
+        "needs an args pattern",
+    ),
+    (
+        "empty-example-list",
+        [('      match: ["import notemod"]\n', "      match: []\n")],
+        ("match: []", 1),
+        "rules[note-import].examples.match",
+        "at least one example",
+    ),
+    (
+        "missing-examples",
+        [('    examples:\n      match: ["import notemod"]\n      no_match: ["import os"]\n', "")],
+        ("- id: note-import", 1),
+        "rules[1].examples",
+        "required key is missing",
+    ),
+    (
+        "exception-without-who",
+        [("    users: [alice]\n", "")],
+        ("- id: course", 1),
+        "exceptions[0]",
+        "users, groups, tiers",
+    ),
+    (
+        "exception-with-empty-who",
+        [("    users: [alice]\n", "    users: []\n")],
+        ("- id: course", 1),
+        "exceptions[0]",
+        "users, groups, tiers",
+    ),
+    (
+        "exception-without-what",
+        [("    rules: [tool-shell]\n", "")],
+        ("- id: course", 1),
+        "exceptions[0]",
+        "categories, rules",
+    ),
+    (
+        "exception-naming-unknown-rule",
+        [("    rules: [tool-shell]\n", "    rules: [ghost-rule]\n")],
+        ("rules: [ghost-rule]", 1),
+        "exceptions[0].rules",
+        "unknown rule 'ghost-rule'",
+    ),
+    (
+        "exception-naming-unknown-category",
+        [("    rules: [tool-shell]\n", "    categories: [nothing]\n")],
+        ("categories: [nothing]", 1),
+        "exceptions[0].categories",
+        "unknown category 'nothing'",
+    ),
+    (
+        "wrong-version",
+        [("version: 1\n", "version: 2\n")],
+        ("version: 2", 1),
+        "version",
+        "must be 1",
+    ),
+    (
+        "bad-on-error",
+        [("tiers: [free, paid]\n", "tiers: [free, paid]\non_error: explode\n")],
+        ("on_error: explode", 1),
+        "on_error",
+        "'explode'",
+    ),
+    (
+        "bad-category-action",
+        [("    action: block\n", "    action: deny\n")],
+        ("action: deny", 1),
+        "categories[tools].action",
+        "'deny'",
+    ),
+    (
+        "bad-rule-severity",
+        [("    message: Runs the tool.\n", "    message: Runs the tool.\n    severity: extreme\n")],
+        ("severity: extreme", 1),
+        "rules[tool-shell].severity",
+        "'extreme'",
+    ),
+    (
+        "bad-category-id",
+        [
+            ("  - id: notes\n", "  - id: Notes\n"),
+            ("    category: notes\n", "    category: Notes\n"),
+        ],
+        ("- id: Notes", 1),
+        "categories[Notes].id",
+        "must match",
+    ),
+    (
+        "bad-rule-id",
+        [("  - id: note-import\n", "  - id: Note Import\n")],
+        ("- id: Note Import", 1),
+        "rules[Note Import].id",
+        "must match",
+    ),
+    (
+        "categories-not-a-list",
+        [("categories:\n  - id: tools\n", "categories: {}\nunused:\n  - id: tools\n")],
+        ("categories: {}", 1),
+        "categories",
+        "must be a list",
+    ),
+    (
+        "missing-rules",
+        [("rules:\n", "retired_rules:\n")],
+        ("version: 1", 1),
+        "rules",
+        "required key is missing",
+    ),
+    (
+        "yaml-syntax-error",
+        [("    message: Runs the tool.\n", "    message: Runs: the tool\n")],
+        ("message: Runs: the tool", 1),
+        "",
+        "YAML syntax error",
+    ),
 ]
 
 
@@ -377,8 +636,11 @@ def test_single_fault_gives_single_problem(
 
 
 def test_error_message_lists_every_problem(tmp_path: Path) -> None:
-    text = edit(BASE, ("    title: Running tools\n", "    title: yes\n"),
-                ("    rules: [tool-shell]\n", "    rules: [ghost]\n"))
+    text = edit(
+        BASE,
+        ("    title: Running tools\n", "    title: yes\n"),
+        ("    rules: [tool-shell]\n", "    rules: [ghost]\n"),
+    )
     path, _ = problems_of(tmp_path, text)
     with pytest.raises(PolicyError) as info:
         load_policy(tmp_path / "policy.yaml")
@@ -395,8 +657,10 @@ def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
         ("name: loader-test\n", "name: loader-test\nextra_top: 1\n"),
         ("    title: Running tools\n", "    title: yes\n"),
         ("    severity: high\n", "    severity: high\n    tiers: [gold]\n"),
-        ("        program: [forbidden-tool]\n",
-         "        program: [forbidden-tool]\n        args: '(oops'\n"),
+        (
+            "        program: [forbidden-tool]\n",
+            "        program: [forbidden-tool]\n        args: '(oops'\n",
+        ),
         ("      import: notemod\n", "      import: notemod\n      string: notemod\n"),
         ("    rules: [tool-shell]\n", "    rules: [ghost]\n"),
     )
@@ -417,8 +681,10 @@ def test_all_problems_of_a_file_are_reported_at_once(tmp_path: Path) -> None:
 def test_rule_fields_are_checked_even_when_category_or_matcher_is_bad(tmp_path: Path) -> None:
     text = edit(
         BASE,
-        ("    category: tools\n    message: Runs the tool.\n",
-         "    category: nothing\n    message: yes\n    action: deny\n"),
+        (
+            "    category: tools\n    message: Runs the tool.\n",
+            "    category: nothing\n    message: yes\n    action: deny\n",
+        ),
         ("    message: Imports notemod.\n", "    message: Imports notemod.\n    severity: huge\n"),
         ("      import: notemod\n", "      string: '(oops'\n"),
         ("    rules: [tool-shell]\n", "    categories: [tools]\n"),
@@ -435,9 +701,12 @@ def test_rule_fields_are_checked_even_when_category_or_matcher_is_bad(tmp_path: 
 
 
 def test_missing_ids_are_not_reported_as_duplicates(tmp_path: Path) -> None:
-    text = edit(BASE, ("  - id: tool-shell\n    category", "  - category"),
-                ("  - id: note-import\n    category", "  - category"),
-                ("    rules: [tool-shell]\n", "    categories: [tools]\n"))
+    text = edit(
+        BASE,
+        ("  - id: tool-shell\n    category", "  - category"),
+        ("  - id: note-import\n    category", "  - category"),
+        ("    rules: [tool-shell]\n", "    categories: [tools]\n"),
+    )
     _, problems = problems_of(tmp_path, text)
     assert all(p.line >= 1 for p in problems), problems
     assert {(p.line, p.key, p.message) for p in problems} == {
@@ -447,8 +716,13 @@ def test_missing_ids_are_not_reported_as_duplicates(tmp_path: Path) -> None:
 
 
 def test_keywords_beside_a_combinator_are_type_checked(tmp_path: Path) -> None:
-    text = edit(BASE, ("      import: notemod\n",
-                       "      any:\n        - import: notemod\n      keywords: true\n"))
+    text = edit(
+        BASE,
+        (
+            "      import: notemod\n",
+            "      any:\n        - import: notemod\n      keywords: true\n",
+        ),
+    )
     _, problems = problems_of(tmp_path, text)
     assert any(p.line == line_of(text, "keywords: true") for p in problems)
 
@@ -481,12 +755,18 @@ def test_unreadable_paths(tmp_path: Path) -> None:
     missing = tmp_path / "missing.yaml"
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"version: 1\nname: \xff\xfe\n")
-    for target in (missing, binary, tmp_path):
+    for target in (missing, binary):
         with pytest.raises(PolicyError) as info:
             load_policy(target)
         (problem,) = info.value.problems
         assert problem.path == str(target)
         assert "cannot read" in problem.message
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "policy.yaml").write_bytes(b"version: 1\nname: \xff\n")
+    with pytest.raises(PolicyError) as info:
+        load_policy(folder)
+    assert info.value.problems[0].path == str(folder / "policy.yaml")
 
 
 def test_parse_policy_uses_the_given_path() -> None:
@@ -542,12 +822,14 @@ def test_regex_keywords_occur_in_every_match(pattern: str, sample: str) -> None:
 def test_leaf_keywords_from_the_loader() -> None:
     text = edit(
         BASE,
-        ("      import: notemod\n",
-         "      any:\n"
-         "        - import: notemod.sub\n"
-         "        - string: '\\d{6}'\n"
-         "        - url: '\\w+\\.example'\n"
-         "          keywords: [Example, EXAMPLE2]\n"),
+        (
+            "      import: notemod\n",
+            "      any:\n"
+            "        - import: notemod.sub\n"
+            "        - string: '\\d{6}'\n"
+            "        - url: '\\w+\\.example'\n"
+            "          keywords: [Example, EXAMPLE2]\n",
+        ),
     )
     policy = parse_policy(text, "k.yaml")
     by_kind = {leaf.kind: leaf for leaf in policy.leaves}
@@ -592,41 +874,71 @@ def yaml_policies() -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("path", yaml_policies(), ids=lambda p: str(p.relative_to(ROOT))
-                         if p.is_relative_to(ROOT) else p.name)
+@pytest.mark.parametrize(
+    "path",
+    yaml_policies(),
+    ids=lambda p: str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name,
+)
 def test_shipped_and_test_policies_validate_against_schema(
     validator: Draft202012Validator, path: Path
 ) -> None:
-    text = path.read_text(encoding="utf-8")
     load_policy(path)  # the loader accepts it ...
-    assert schema_errors(validator, text) == []  # ... and so does the schema
+    doc = (
+        json.loads(json.dumps(document(path)))
+        if path.is_dir()
+        else as_json(path.read_text(encoding="utf-8"))
+    )
+    errors = [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
+    assert errors == []  # ... and so does the schema (a folder: its files merged)
 
 
 def test_default_policy_is_among_the_schema_checked_files() -> None:
     paths = yaml_policies()
-    assert paths[0].name == "colab.yaml"
+    assert paths[0].name == "colab" and (paths[0] / "policy.yaml").is_file()
     assert len(paths) >= 2  # plus at least one test policy
 
 
 @pytest.mark.parametrize("text", [BASE, FULL], ids=["base", "full"])
-def test_valid_policies_validate_against_schema(
-    validator: Draft202012Validator, text: str
-) -> None:
+def test_valid_policies_validate_against_schema(validator: Draft202012Validator, text: str) -> None:
     parse_policy(text)
     assert schema_errors(validator, text) == []
 
 
 SCHEMA_REJECTS = [
-    "unknown-top-key", "unknown-category-key", "unknown-rule-key", "unknown-matcher-key",
-    "unknown-shell-key", "unknown-examples-key", "yaml-bool-as-title", "yaml-bool-as-message",
-    "yaml-bool-in-program-list", "list-as-name",  # regex syntax (RE2) is the loader's alone
-    "matcher-with-two-kinds", "matcher-with-only-keywords",
-    "not-outside-all", "not-inside-any", "all-with-only-not", "empty-any",
-    "call-args-index-not-integer", "call-without-name", "install-manager-not-in-enum",
-    "connect-without-host-or-port", "connect-port-as-string", "shell-any-program-without-args",
-    "empty-example-list", "missing-examples", "exception-without-who", "exception-with-empty-who",
-    "exception-without-what", "wrong-version", "bad-on-error", "bad-category-action",
-    "bad-rule-severity", "bad-category-id", "bad-rule-id", "categories-not-a-list",
+    "unknown-top-key",
+    "unknown-category-key",
+    "unknown-rule-key",
+    "unknown-matcher-key",
+    "unknown-shell-key",
+    "unknown-examples-key",
+    "yaml-bool-as-title",
+    "yaml-bool-as-message",
+    "yaml-bool-in-program-list",
+    "list-as-name",  # regex syntax (RE2) is the loader's alone
+    "matcher-with-two-kinds",
+    "matcher-with-only-keywords",
+    "not-outside-all",
+    "not-inside-any",
+    "all-with-only-not",
+    "empty-any",
+    "call-args-index-not-integer",
+    "call-without-name",
+    "install-manager-not-in-enum",
+    "connect-without-host-or-port",
+    "connect-port-as-string",
+    "shell-any-program-without-args",
+    "empty-example-list",
+    "missing-examples",
+    "exception-without-who",
+    "exception-with-empty-who",
+    "exception-without-what",
+    "wrong-version",
+    "bad-on-error",
+    "bad-category-action",
+    "bad-rule-severity",
+    "bad-category-id",
+    "bad-rule-id",
+    "categories-not-a-list",
     "missing-rules",
 ]
 
@@ -646,3 +958,75 @@ def test_broken_policies_are_rejected_by_the_schema_too(
 
 def test_every_schema_case_exists() -> None:
     assert set(SCHEMA_REJECTS) <= {name for name, *_ in CASES}
+
+
+# -- policy folders --------------------------------------------------------------------
+FOLDER_MAIN = """\
+version: 1
+categories:
+  - {id: tools, title: Tools, description: d, action: block, severity: high}
+"""
+FOLDER_RULES = """\
+rules:
+  - id: tools-run
+    category: tools
+    message: Runs a tool.
+    match:
+      shell: {program: [$tool_names]}
+    examples:
+      match: ["!evil-tool --go"]
+      no_match: ["!ls"]
+"""
+FOLDER_LISTS = "lists:\n  tool_names: [evil-tool, other-tool]\n"
+
+
+def write_folder(root: Path, rules: str = FOLDER_RULES, lists: str = FOLDER_LISTS) -> Path:
+    (root / "rules").mkdir(parents=True)
+    (root / "catalogue").mkdir()
+    (root / "policy.yaml").write_text(FOLDER_MAIN)
+    (root / "rules" / "tools.yaml").write_text(rules)
+    (root / "catalogue" / "tools.yaml").write_text(lists)
+    return root
+
+
+def test_a_folder_is_one_policy_and_lists_expand(tmp_path: Path) -> None:
+    policy = load_policy(write_folder(tmp_path / "p"))
+    assert [r.id for r in policy.rules] == ["tools-run"]
+    analyzer = Analyzer(policy)
+    assert analyzer.check("!other-tool --go") and not analyzer.check("!ls")
+
+
+def test_folder_problems_name_their_own_file_and_line(tmp_path: Path) -> None:
+    bad = FOLDER_RULES.replace("category: tools", "category: nope")
+    with pytest.raises(PolicyError) as err:
+        load_policy(write_folder(tmp_path / "p", rules=bad))
+    problem = err.value.problems[0]
+    assert problem.path.endswith("rules/tools.yaml") and problem.line == 3, problem
+
+
+@pytest.mark.parametrize(
+    "lists, message",
+    [
+        ("lists:\n  other: [x]\n", "no list of that name"),
+        ("lists:\n  tool_names: x\n", "must be a list of strings"),
+        ("version: 1\n", "belongs in policy.yaml"),
+    ],
+    ids=["unknown list", "not a list", "setting outside policy.yaml"],
+)
+def test_folder_mistakes_are_clear(tmp_path: Path, lists: str, message: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        load_policy(write_folder(tmp_path / "p", lists=lists))
+    assert message in str(err.value)
+
+
+def test_a_folder_without_policy_yaml_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    with pytest.raises(PolicyError, match=r"needs policy\.yaml"):
+        load_policy(tmp_path)
+
+
+def test_the_flattened_folder_is_the_same_policy(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "p")
+    flat = parse_policy(flatten(folder))
+    assert [r.id for r in flat.rules] == [r.id for r in load_policy(folder).rules]
+    assert Analyzer(flat).check("!evil-tool")

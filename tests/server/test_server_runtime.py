@@ -36,11 +36,9 @@ def guard_config(watched: bool) -> dict[str, Any]:
 
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
-    """The shipped Colab policy (it knows miners and pools)."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(
-        (Path(__file__).parents[2] / "policies" / "colab.yaml").read_text(encoding="utf-8")
-    )
+    """A copy of the shipped Colab policy folder (it knows miners and pools)."""
+    path = tmp_path / "colab"
+    shutil.copytree(Path(__file__).parents[2] / "policies" / "colab", path)
     return path
 
 
