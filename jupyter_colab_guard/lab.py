@@ -75,7 +75,9 @@ def server_argv(
         # terminals bypass kernels, so the guard (see docs/server.md)
         "--ServerApp.terminals_enabled=False",
         # one person's own server: their own kernelspecs (ipython kernel install --user)
+        # and IPython profile
         "--ColabGuardApp.trust_user_kernelspecs=True",
+        "--ColabGuardApp.trust_user_profile=True",
     ]
     if args.policy:
         argv.append(f"--ColabGuardApp.policy_path={Path(args.policy).resolve()}")

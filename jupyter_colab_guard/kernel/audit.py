@@ -11,7 +11,9 @@ the event name keeps the cost on ordinary code to one set lookup per event.
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -32,7 +34,17 @@ PROCESS_EVENTS = frozenset(
 )
 SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo"})
 SETATTR_EVENTS = frozenset({"object.__setattr__", "object.__delattr__"})
-WATCH = PROCESS_EVENTS | SOCKET_EVENTS | SETATTR_EVENTS | {"exec"}
+# libc's own process doors, looked up through ctypes, start programs no audit event shows
+CTYPES_EVENTS = frozenset({"ctypes.dlsym", "ctypes.dlsym/handle"})
+EXEC_SYMBOLS = frozenset(
+    {
+        "system", "popen", "execv", "execve", "execvp", "execvpe", "execl", "execle",
+        "execlp", "fexecve", "posix_spawn", "posix_spawnp",
+    }
+)  # fmt: skip
+WATCH = PROCESS_EVENTS | SOCKET_EVENTS | SETATTR_EVENTS | CTYPES_EVENTS | {"exec"}
+PATH_TYPES = (pathlib.PosixPath, pathlib.PurePosixPath)
+MAX_DEPTH = 4
 
 
 class Runtime:
@@ -42,6 +54,7 @@ class Runtime:
         self.guard: Guard | None = None
         self.protected: frozenset[int] = frozenset()
         self.hook: Callable[[str, tuple[Any, ...]], None] | None = None
+        self.nesting = threading.local()  # depth of the hook in this thread
 
     def exec_ok(self) -> bool:
         """True when an ``exec`` needs no further look (hooks intact, same process)."""
@@ -55,18 +68,23 @@ class Runtime:
         g = self.guard
         if g is None or not (g.armed or event == "exec"):  # exec re-arms a disarmed guard
             return
-        local = g.local
-        if getattr(local, "in_hook", False):
-            return  # events caused by the guard's own work
-        local.in_hook = True
+        # No "already in the hook" flag that user code could set: events raised while
+        # the hook runs are checked too (the hook itself never calls user code, see
+        # ``plain``); only the depth is bounded, and past it launches are refused.
+        depth = getattr(self.nesting, "depth", 0)
+        self.nesting.depth = depth + 1
         try:
+            if depth >= MAX_DEPTH:
+                if event in PROCESS_EVENTS or event in SOCKET_EVENTS:
+                    raise ProhibitedCodeError("Refused: nested too deep in the guard's check")
+                return
             self._dispatch(g, event, args)
         except ProhibitedCodeError:
             raise
         except Exception:
             pass  # the guard must never break the audited operation by accident
         finally:
-            local.in_hook = False
+            self.nesting.depth = depth
 
     def _dispatch(self, g: Guard, event: str, args: tuple[Any, ...]) -> None:
         if event == "exec":
@@ -78,6 +96,17 @@ class Runtime:
                 name = args[1] if len(args) > 1 else "?"
                 g.report_tamper("function-replaced", f"{event} {name!s}", action="block")
                 self._refuse_tamper(g, f"attempt to change the guard ({name})", report=False)
+            return
+        if event in CTYPES_EVENTS:
+            name = plain(args[1]) if len(args) > 1 else None
+            if name in EXEC_SYMBOLS:
+                g.report_tamper("ctypes-exec", f"ctypes lookup of libc {name}()", action="block")
+                self._refuse_tamper(
+                    g,
+                    f"starting programs through ctypes ({name}); use subprocess or !command, "
+                    "which the guard can check",
+                    report=False,
+                )
             return
         if event in SOCKET_EVENTS:
             if g.reporter.is_own_thread():
@@ -130,11 +159,25 @@ class Runtime:
         raise ProhibitedCodeError(f"Not run: {what}", notice)
 
 
-def _s(x: Any) -> str:
-    try:
-        return os.fsdecode(x) if isinstance(x, bytes | os.PathLike) else str(x)
-    except Exception:
+def plain(x: Any) -> str | None:
+    """The text of an argument without running user code: str and bytes (subclasses
+    read through the base type's own method) and unmodified paths; None for anything
+    else (its ``__fspath__`` or ``__str__`` would run inside the hook)."""
+    kind = type(x)
+    if kind is str or kind is bytes:
+        return os.fsdecode(x)
+    if isinstance(x, str):
+        return str.__str__(x)
+    if isinstance(x, bytes | bytearray):
+        return os.fsdecode(bytes(memoryview(x)))
+    if kind in PATH_TYPES:
         return str(x)
+    return None
+
+
+def _s(x: Any) -> str:
+    text = plain(x)
+    return text if text is not None else f"<{type(x).__name__} object>"
 
 
 def _argv(event: str, args: tuple[Any, ...]) -> str | list[str] | None:
@@ -147,12 +190,9 @@ def _argv(event: str, args: tuple[Any, ...]) -> str | list[str] | None:
     value = args[seq] if len(args) > seq else None
     if isinstance(value, str | bytes | os.PathLike):
         return [_s(value)]
-    if value is None:
+    if type(value) not in (list, tuple):  # other sequences would run their own code
         return None
-    try:
-        return [_s(a) for a in value]
-    except TypeError:
-        return None
+    return [_s(a) for a in value]
 
 
 def _spawn_argv() -> list[str] | None:
@@ -165,7 +205,7 @@ def _spawn_argv() -> list[str] | None:
             argv = frame.f_locals.get("argv")
             if isinstance(argv, str | bytes):
                 return [_s(argv)]
-            if isinstance(argv, list | tuple) and argv:
+            if type(argv) in (list, tuple) and argv:
                 return [_s(a) for a in argv]
         frame = frame.f_back
     return None
@@ -174,19 +214,23 @@ def _spawn_argv() -> list[str] | None:
 def _address(event: str, args: tuple[Any, ...]) -> tuple[str, int | None] | None:
     if event == "socket.connect":
         addr = args[1] if len(args) > 1 else None
-        if not (isinstance(addr, tuple) and len(addr) >= 2):
-            return None  # AF_UNIX and other families
+        if type(addr) is not tuple or len(addr) < 2:
+            return None  # AF_UNIX and other families (a tuple subclass: its own code)
         host, port = addr[0], addr[1]
     else:
         host = args[0] if args else None
         port = args[1] if len(args) > 1 else None
     if host is None:
         return None
-    if isinstance(port, bytes):
-        port = port.decode("ascii", "replace")
-    if isinstance(port, str):
-        port = int(port) if port.isdigit() else None
-    return _s(host), port if isinstance(port, int) else None
+    if isinstance(port, str | bytes):
+        text = plain(port) or ""
+        port = int(text) if text.isdigit() else None
+    elif isinstance(port, int):
+        port = int.__index__(port)
+    text = plain(host)
+    if text is None:
+        return None
+    return text, port if isinstance(port, int) else None
 
 
 _RUNTIME = Runtime()

@@ -50,13 +50,24 @@ class Reporter:
         """Record one event (fields per the protocol, plus local extras)."""
         event.setdefault("timestamp", now_iso())
         event.setdefault("kernel_id", self.kernel_id)
+        if os.getpid() != self.pid:
+            self._emit_forked(event)
+            return
         self._append(event)
-        if self.url and os.getpid() == self.pid:  # no threads in a forked child
+        if self.url:
             body = {k: event.get(k) for k in PROTOCOL_FIELDS}
             with self._lock:
                 self._pending += 1
                 self._start()
             self._queue.put(body)
+
+    def _emit_forked(self, event: dict[str, Any]) -> None:
+        """In a forked child (``os.fork`` then ``exec``): no reporter thread, and the lock
+        may have been held by a thread that is gone. Append and post at once, once."""
+        self._lock = threading.Lock()
+        self._append(event)
+        if self.url:
+            self._post([{k: event.get(k) for k in PROTOCOL_FIELDS}], retries=())
 
     def _append(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str, ensure_ascii=False) + "\n"
@@ -98,10 +109,12 @@ class Reporter:
             with self._lock:
                 self._pending -= len(batch)
 
-    def _post(self, events: list[dict[str, Any]]) -> None:
+    def _post(
+        self, events: list[dict[str, Any]], retries: tuple[float, ...] = RETRY_DELAYS
+    ) -> None:
         data = json.dumps({"events": events}, default=str).encode()
         problem = ""
-        for delay in (0.0, *RETRY_DELAYS):
+        for delay in (0.0, *retries):
             if delay:
                 time.sleep(delay)
             req = urllib.request.Request(

@@ -197,10 +197,27 @@ class ColabGuardApp(ExtensionApp):
         "kernels that do not are logged and recorded.",
     )
     require_kernel_guard = Bool(
+        True,
+        config=True,
+        help="A Python kernel must carry the kernel-side guard: a kernelspec whose argv "
+        "cannot carry it is refused (403); executions wait until the guard arms and are "
+        "refused (and the kernel shut down, with an unguarded_kernel event) if it has not "
+        "armed arm_timeout seconds after the kernel's start. False: such kernels run, "
+        "checked by the server alone, and are logged.",
+    )
+    trust_user_profile = Bool(
         False,
         config=True,
-        help="Refuse executions in kernels whose kernel-side guard did not arm (waits up "
-        "to arm_timeout after the kernel's start).",
+        help="Let kernels read the user's own IPython and Jupyter configuration (~/.ipython, "
+        "~/.jupyter: Python files run before the guard loads) and PYTHONSTARTUP. Off: "
+        "each kernel start gets a fresh private configuration folder (operator config in "
+        "sys.prefix/etc and /etc still applies).",
+    )
+    refuse_unchecked_languages = Bool(
+        False,
+        config=True,
+        help="Refuse kernels whose language the check cannot read (anything but Python and "
+        "shell kernels); off: their code is checked by the language-independent rules.",
     )
     trust_user_kernelspecs = Bool(
         False,
@@ -343,6 +360,8 @@ class ColabGuardApp(ExtensionApp):
                 arm_timeout=self.arm_timeout,
                 require_kernel_guard=self.require_kernel_guard,
                 trust_user_kernelspecs=self.trust_user_kernelspecs,
+                trust_user_profile=self.trust_user_profile,
+                refuse_unchecked_languages=self.refuse_unchecked_languages,
             ),
             on_suspended=self._on_suspended,
         )
@@ -392,6 +411,7 @@ class ColabGuardApp(ExtensionApp):
             f"--KernelGuard.appeal_url={self.guard.appeal_url}",
             f"--KernelGuard.show_evidence={self.show_evidence}",
             f"--KernelGuard.fail_closed={self.fail_mode == 'closed'}",
+            "--KernelGuard.allow_unload=False",
         ]
         return args
 
@@ -444,6 +464,17 @@ class ColabGuardApp(ExtensionApp):
             return
         for info in self.guard.check_armed():
             self._background(lambda info=info: self.guard.record_unarmed(info))  # type: ignore[union-attr]
+            if self.guard.settings.require_kernel_guard:
+                task = asyncio.ensure_future(self._shutdown_unguarded(info.kernel_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _shutdown_unguarded(self, kernel_id: str) -> None:
+        """require_kernel_guard: a kernel whose guard never armed does not stay up."""
+        try:
+            await self.serverapp.kernel_manager.shutdown_kernel(kernel_id, now=True)
+        except Exception as err:
+            self.log.error("colab-guard: could not shut down kernel %s: %r", kernel_id, err)
 
     def _prepare_settings(self) -> None:
         super()._prepare_settings()

@@ -9,6 +9,7 @@ kernel started by the server itself) it is the owner.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -17,7 +18,17 @@ from jupyter_server.base.call_context import CallContext
 from tornado import web
 
 from .identity import user_groups
+from .launch import (
+    CHECKED_LANGUAGES,
+    USER_STARTUP_ENV,
+    carries_guard,
+    drop_profile,
+    private_profile_env,
+    profile_root,
+)
 from .service import GuardService
+
+log = logging.getLogger(__name__)
 
 REPORT_URL_ENV = "COLAB_GUARD_REPORT_URL"
 REPORT_TOKEN_ENV = "COLAB_GUARD_REPORT_TOKEN"
@@ -59,6 +70,7 @@ class GuardKernelMixin:
     guard: GuardService  # set on the generated class
     kernel_args: list[str] = []  # set on the generated class
     report_url: str = ""
+    _profile_root: str | None = None  # this start's private IPython/Jupyter config folder
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         guard = self.guard
@@ -81,30 +93,61 @@ class GuardKernelMixin:
             raise web.HTTPError(403, f"colab-guard: user {user} is suspended")
         spec = getattr(self, "kernel_spec", None)
         language = (getattr(spec, "language", "") or "").lower()
+        settings = guard.settings
+        if settings.refuse_unchecked_languages and language not in CHECKED_LANGUAGES:
+            raise web.HTTPError(
+                403,
+                f"colab-guard: kernels of language {language or '(none)'} are not offered here "
+                "(the acceptable-use guard cannot check their code)",
+            )
         guarded = language == "python" and bool(self.kernel_args)
         token = guard.register_kernel(kid, user, groups, expects_guard=guarded, language=language)
+        env = {k: v for k, v in (kw.get("env") or {}).items() if k not in PRIVATE_ENV}
         if guarded:
-            cmd = [*safe_path(cmd), *self.kernel_args]
+            options = list(self.kernel_args)
             if guard.kernel_policy_path:
                 # the copy of the policy in force (survives the file being deleted)
-                cmd.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
+                options.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
             # the user's tier, groups and admin exceptions (rewritten when they change)
             ident = guard.write_kernel_identity(kid)
             if ident:
-                cmd.append(f"--KernelGuard.identity_file={ident}")
+                options.append(f"--KernelGuard.identity_file={ident}")
             tier = guard.tier_of(user)
             if tier:
-                cmd.append(f"--KernelGuard.tier={tier}")
-        env = {k: v for k, v in (kw.get("env") or {}).items() if k not in PRIVATE_ENV}
+                options.append(f"--KernelGuard.tier={tier}")
+            cmd = [*safe_path(cmd), *options]
+            if not carries_guard(cmd, options):
+                self._refuse_unguardable(cmd)
+            if not settings.trust_user_profile:
+                drop_profile(self._profile_root)
+                self._profile_root = profile_root(settings.snapshot_dir, kid)
+                env.update(private_profile_env(self._profile_root))
+                for name in USER_STARTUP_ENV:
+                    env.pop(name, None)
         env[REPORT_URL_ENV] = self.report_url
         env[REPORT_TOKEN_ENV] = token
         kw["env"] = env
         return cmd, kw
 
+    def _refuse_unguardable(self, cmd: list[str]) -> None:
+        """A Python kernelspec whose argv would not start ipykernel with the guard's
+        options (a shell wrapper, another program, a script before ``-m``)."""
+        shown = " ".join(cmd[:4])
+        if self.guard.settings.require_kernel_guard:
+            self.guard.forget_kernel(self.kernel_id)  # type: ignore[attr-defined]
+            raise web.HTTPError(
+                403,
+                f"colab-guard: this kernelspec ({shown} ...) does not start ipykernel with "
+                "Python, so the acceptable-use guard cannot be put in the kernel",
+            )
+        log.warning("colab-guard: kernel argv %r may not carry the kernel guard", shown)
+
     async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
         await super().shutdown_kernel(now=now, restart=restart)  # type: ignore[misc]
         if not restart:
             self.guard.forget_kernel(self.kernel_id)  # type: ignore[attr-defined]
+            drop_profile(self._profile_root)
+            self._profile_root = None
 
 
 def guarded_kernel_class(

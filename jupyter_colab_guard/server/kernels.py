@@ -192,7 +192,7 @@ class KernelRegistry:
                     info.kernel_id,
                     info.user,
                     timeout,
-                    "; its executions are refused" if self.settings.require_kernel_guard else "",
+                    "; it is shut down" if self.settings.require_kernel_guard else "",
                 )
         return found
 
@@ -204,7 +204,6 @@ class KernelRegistry:
             return True
         while info.armed_at is None and not info.unarmed:
             if time.time() - info.started > self.settings.arm_timeout:
-                self.check_armed()  # marks (and logs) it now rather than at the next timer
-                return False
+                return False  # the server's timer records it and shuts the kernel down
             await asyncio.sleep(0.05)
         return info.armed_at is not None

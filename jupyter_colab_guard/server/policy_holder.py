@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from ..analysis import Analyzer
 from ..analysis.findings import Finding
 from ..analysis.worker import PolicyRef
 from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
+from ..policy.folder import flatten, signature
 from . import events as E
 from .settings import GuardSettings
 from .workers import AnalysisWorkers, RemoteSession, WorkerTimeout
@@ -45,11 +47,7 @@ class PolicyHolder:
     def _file_sig(self) -> tuple[Any, ...] | None:
         if not self.policy_path:
             return None
-        try:
-            st = os.stat(self.policy_path)
-        except OSError:
-            return ("missing",)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        return signature(Path(self.policy_path))
 
     def load_initial(self) -> None:
         """Load at startup. A broken policy leaves the guard without one (fail mode)."""
@@ -88,6 +86,12 @@ class PolicyHolder:
         """The policy and the exact text it was built from (None: shipped default)."""
         if not self.policy_path:
             return load_policy(None), None
+        if os.path.isdir(self.policy_path):
+            # problems are reported against the folder's own files and lines; what is
+            # in force (and handed to kernels and workers) is the same policy as one text
+            load_policy(self.policy_path)
+            text = flatten(Path(self.policy_path))
+            return parse_policy(text, self.policy_path), text
         try:
             with open(self.policy_path, encoding="utf-8") as f:
                 text = f.read()

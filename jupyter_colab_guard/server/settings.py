@@ -47,6 +47,10 @@ class GuardSettings:
     # the kernel-side guard announces itself; kernels that do not within arm_timeout
     # are logged (and, with require_kernel_guard, refused)
     arm_timeout: float = 30.0
-    require_kernel_guard: bool = False
+    require_kernel_guard: bool = True
     # kernelspecs in the user's own Jupyter data directory (which user code can write)
     trust_user_kernelspecs: bool = False
+    # the user's ~/.ipython and ~/.jupyter config and PYTHONSTARTUP (run before the guard)
+    trust_user_profile: bool = False
+    # kernels of languages the check cannot read (not Python or a shell): refused
+    refuse_unchecked_languages: bool = False

@@ -224,6 +224,8 @@ def test_rule_examples_of_the_test_policy(analyzer: Analyzer) -> None:
 
 
 def test_docstrings_and_bare_strings_are_prose(analyzer: Analyzer) -> None:
-    cell = '"""Connect with fakestratum+tcp://pool:1 here."""\ndef f():\n    "fakestratum+tcp://x"\n'
+    cell = (
+        '"""Connect with fakestratum+tcp://pool:1 here."""\ndef f():\n    "fakestratum+tcp://x"\n'
+    )
     assert analyzer.check(cell) == []
     assert rules(analyzer.check("url = 'fakestratum+tcp://pool:1'")) == {"fake-pool"}

@@ -58,14 +58,27 @@ rules:
       no_match: ["import os"]
 """
 
-FINDING_KEYS = {"path", "cell", "line", "column", "category", "rule", "action", "severity",
-                "message"}
+FINDING_KEYS = {
+    "path",
+    "cell",
+    "line",
+    "column",
+    "category",
+    "rule",
+    "action",
+    "severity",
+    "message",
+}
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "jupyter_colab_guard.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -74,8 +87,13 @@ def notebook(*cells: dict[str, Any]) -> str:
 
 
 def code(source: str, outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"cell_type": "code", "metadata": {}, "execution_count": None,
-            "source": source.splitlines(keepends=True), "outputs": outputs or []}
+    return {
+        "cell_type": "code",
+        "metadata": {},
+        "execution_count": None,
+        "source": source.splitlines(keepends=True),
+        "outputs": outputs or [],
+    }
 
 
 def markdown(source: str) -> dict[str, Any]:
@@ -104,54 +122,80 @@ def check_json(tmp_path: Path, policy: Path, *paths: str) -> tuple[int, dict[str
 
 # -- check --format json ---------------------------------------------------------------
 def test_json_shape_and_notebook_cell_indexes(tmp_path: Path, policy: Path) -> None:
-    (tmp_path / "nb.ipynb").write_text(notebook(
-        markdown("# Title\n!forbidden-tool in markdown is prose"),
-        code("x = 1\n"),
-        {"cell_type": "raw", "metadata": {}, "source": "!forbidden-tool --raw"},
-        code("print('first')\n!forbidden-tool --go\n"),
-    ), encoding="utf-8")
+    (tmp_path / "nb.ipynb").write_text(
+        notebook(
+            markdown("# Title\n!forbidden-tool in markdown is prose"),
+            code("x = 1\n"),
+            {"cell_type": "raw", "metadata": {}, "source": "!forbidden-tool --raw"},
+            code("print('first')\n!forbidden-tool --go\n"),
+        ),
+        encoding="utf-8",
+    )
     status, data = check_json(tmp_path, policy, "nb.ipynb")
     assert set(data) == {"version", "findings", "errors"}
     assert data["errors"] == []
     (finding,) = data["findings"]
     assert set(finding) == FINDING_KEYS
     assert finding == {
-        "path": "nb.ipynb", "cell": 3, "line": 2, "column": finding["column"],
-        "category": "forbidden_tools", "rule": "forbidden-tool-shell", "action": "block",
-        "severity": "high", "message": "Runs the forbidden tool.",
+        "path": "nb.ipynb",
+        "cell": 3,
+        "line": 2,
+        "column": finding["column"],
+        "category": "forbidden_tools",
+        "rule": "forbidden-tool-shell",
+        "action": "block",
+        "severity": "high",
+        "message": "Runs the forbidden tool.",
     }
     assert isinstance(finding["column"], int) and finding["column"] >= 1
     assert status == 1
 
 
 def test_notebook_cells_are_one_session(tmp_path: Path, policy: Path) -> None:
-    (tmp_path / "nb.ipynb").write_text(notebook(
-        code("tool = 'forbidden' + '-tool'\n"),
-        markdown("Now run it"),
-        code("import os\n\n!{tool} --go\n"),
-    ), encoding="utf-8")
+    (tmp_path / "nb.ipynb").write_text(
+        notebook(
+            code("tool = 'forbidden' + '-tool'\n"),
+            markdown("Now run it"),
+            code("import os\n\n!{tool} --go\n"),
+        ),
+        encoding="utf-8",
+    )
     status, data = check_json(tmp_path, policy, "nb.ipynb")
     assert [(f["cell"], f["line"], f["rule"]) for f in data["findings"]] == [
-        (2, 3, "forbidden-tool-shell")]
+        (2, 3, "forbidden-tool-shell")
+    ]
     assert status == 1
 
 
 def test_the_variable_alone_is_not_a_finding(tmp_path: Path, policy: Path) -> None:
     # control for the session test: without the earlier cell, `!{tool}` is unknown
-    (tmp_path / "nb.ipynb").write_text(notebook(code("import os\n\n!{tool} --go\n")),
-                                       encoding="utf-8")
+    (tmp_path / "nb.ipynb").write_text(
+        notebook(code("import os\n\n!{tool} --go\n")), encoding="utf-8"
+    )
     status, data = check_json(tmp_path, policy, "nb.ipynb")
     assert [f["rule"] for f in data["findings"]] == []
     assert status == 0
 
 
 def test_outputs_and_markdown_never_produce_findings(tmp_path: Path, policy: Path) -> None:
-    (tmp_path / "nb.ipynb").write_text(notebook(
-        markdown("!forbidden-tool --go\n\nsketchy-token-1\n\nimport auditmod"),
-        code("print('done')\n", outputs=[stream("!forbidden-tool --go sketchy-token-9\n")]),
-        code("1 + 1\n", outputs=[{"output_type": "execute_result", "execution_count": 2,
-                                  "metadata": {}, "data": {"text/plain": ["'sketchy-token-3'"]}}]),
-    ), encoding="utf-8")
+    (tmp_path / "nb.ipynb").write_text(
+        notebook(
+            markdown("!forbidden-tool --go\n\nsketchy-token-1\n\nimport auditmod"),
+            code("print('done')\n", outputs=[stream("!forbidden-tool --go sketchy-token-9\n")]),
+            code(
+                "1 + 1\n",
+                outputs=[
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 2,
+                        "metadata": {},
+                        "data": {"text/plain": ["'sketchy-token-3'"]},
+                    }
+                ],
+            ),
+        ),
+        encoding="utf-8",
+    )
     status, data = check_json(tmp_path, policy, "nb.ipynb")
     assert data == {"version": data["version"], "findings": [], "errors": []}
     assert status == 0
@@ -159,9 +203,11 @@ def test_outputs_and_markdown_never_produce_findings(tmp_path: Path, policy: Pat
 
 def test_py_and_sh_files_have_null_cell_and_right_lines(tmp_path: Path, policy: Path) -> None:
     (tmp_path / "script.sh").write_text(
-        "#!/bin/bash\nset -e\necho starting\n\nforbidden-tool --go\n", encoding="utf-8")
-    (tmp_path / "mod.py").write_text("import os\n\n\nTOKEN = 'sketchy-token-77'\n",
-                                     encoding="utf-8")
+        "#!/bin/bash\nset -e\necho starting\n\nforbidden-tool --go\n", encoding="utf-8"
+    )
+    (tmp_path / "mod.py").write_text(
+        "import os\n\n\nTOKEN = 'sketchy-token-77'\n", encoding="utf-8"
+    )
     status, data = check_json(tmp_path, policy, "script.sh", "mod.py")
     got = [(f["path"], f["cell"], f["line"], f["rule"], f["action"]) for f in data["findings"]]
     assert got == [
@@ -188,7 +234,8 @@ def test_exit_0_with_only_log_findings(tmp_path: Path, policy: Path) -> None:
     (tmp_path / "audit.py").write_text("import auditmod\n", encoding="utf-8")
     status, data = check_json(tmp_path, policy, "audit.py")
     assert [(f["rule"], f["action"], f["severity"]) for f in data["findings"]] == [
-        ("audit-import", "log", "low")]
+        ("audit-import", "log", "low")
+    ]
     assert status == 0
 
 
@@ -233,8 +280,9 @@ rules:
 """
 
 
-@pytest.mark.parametrize("command", [["policy", "validate"], ["policy", "test"],
-                                     ["policy", "explain"]])
+@pytest.mark.parametrize(
+    "command", [["policy", "validate"], ["policy", "test"], ["policy", "explain"]]
+)
 def test_exit_2_on_a_broken_policy(tmp_path: Path, command: list[str]) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(BROKEN, encoding="utf-8")
@@ -266,10 +314,15 @@ def test_unreadable_files_are_errors_and_the_rest_is_checked(tmp_path: Path, pol
     (tmp_path / "broken.ipynb").write_text("{not json", encoding="utf-8")
     (tmp_path / "notanotebook.ipynb").write_text('{"hello": 1}', encoding="utf-8")
     (tmp_path / "bad.py").write_text("import os\nos.system('forbidden-tool')\n", encoding="utf-8")
-    status, data = check_json(tmp_path, policy, "latin1.py", "broken.ipynb",
-                              "notanotebook.ipynb", "bad.py", "missing.py")
+    status, data = check_json(
+        tmp_path, policy, "latin1.py", "broken.ipynb", "notanotebook.ipynb", "bad.py", "missing.py"
+    )
     assert [e["path"] for e in data["errors"]] == [
-        "latin1.py", "broken.ipynb", "notanotebook.ipynb", "missing.py"]
+        "latin1.py",
+        "broken.ipynb",
+        "notanotebook.ipynb",
+        "missing.py",
+    ]
     assert all(set(e) >= {"path", "message"} and e["message"] for e in data["errors"])
     assert [(f["path"], f["line"]) for f in data["findings"]] == [("bad.py", 2)]
     assert status == 1  # a block finding wins over read errors
@@ -292,15 +345,18 @@ def test_directories_are_scanned_recursively(tmp_path: Path, policy: Path) -> No
     (root / "top.py").write_text("x = 'sketchy-token-1'\n", encoding="utf-8")
     (root / "a" / "run.sh").write_text("echo hi\nforbidden-tool\n", encoding="utf-8")
     (root / "a" / "b" / "deep.ipynb").write_text(
-        notebook(markdown("hi"), code("!forbidden-tool --deep\n")), encoding="utf-8")
+        notebook(markdown("hi"), code("!forbidden-tool --deep\n")), encoding="utf-8"
+    )
     (root / "a" / "b" / "clean.py").write_text("x = 1\n", encoding="utf-8")
     (root / "notes.txt").write_text("!forbidden-tool\nsketchy-token-2\n", encoding="utf-8")
     (root / "data.json").write_text('["sketchy-token-3"]', encoding="utf-8")
     (root / ".ipynb_checkpoints" / "deep-checkpoint.ipynb").write_text(
-        notebook(code("!forbidden-tool --old\n")), encoding="utf-8")
+        notebook(code("!forbidden-tool --old\n")), encoding="utf-8"
+    )
     status, data = check_json(tmp_path, policy, "project")
-    got = sorted((Path(f["path"]).as_posix(), f["cell"], f["line"], f["rule"])
-                 for f in data["findings"])
+    got = sorted(
+        (Path(f["path"]).as_posix(), f["cell"], f["line"], f["rule"]) for f in data["findings"]
+    )
     assert got == [
         ("project/a/b/deep.ipynb", 1, 1, "forbidden-tool-shell"),
         ("project/a/run.sh", None, 2, "forbidden-tool-shell"),
@@ -313,11 +369,21 @@ def test_directories_are_scanned_recursively(tmp_path: Path, policy: Path) -> No
 # -- SARIF ----------------------------------------------------------------------------------
 def test_sarif_shape(tmp_path: Path, policy: Path) -> None:
     (tmp_path / "nb.ipynb").write_text(
-        notebook(markdown("x"), code("y = 2\n!forbidden-tool --go\n")), encoding="utf-8")
+        notebook(markdown("x"), code("y = 2\n!forbidden-tool --go\n")), encoding="utf-8"
+    )
     (tmp_path / "warn.py").write_text("\nx = 'sketchy-token-5'\n", encoding="utf-8")
     (tmp_path / "log.py").write_text("import auditmod\n", encoding="utf-8")
-    proc = run("check", "--policy", str(policy), "--format", "sarif",
-               "nb.ipynb", "warn.py", "log.py", cwd=tmp_path)
+    proc = run(
+        "check",
+        "--policy",
+        str(policy),
+        "--format",
+        "sarif",
+        "nb.ipynb",
+        "warn.py",
+        "log.py",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1
     sarif = json.loads(proc.stdout)
     assert sarif["version"] == "2.1.0"
@@ -325,24 +391,36 @@ def test_sarif_shape(tmp_path: Path, policy: Path) -> None:
     (run_,) = sarif["runs"]
     assert run_["tool"]["driver"]["name"] == "colab-guard"
     assert {r["id"] for r in run_["tool"]["driver"]["rules"]} == {
-        "forbidden-tool-shell", "sketchy-token", "audit-import"}
+        "forbidden-tool-shell",
+        "sketchy-token",
+        "audit-import",
+    }
     results = {r["ruleId"]: r for r in run_["results"]}
     assert set(results) == {"forbidden-tool-shell", "sketchy-token", "audit-import"}
     assert {k: r["level"] for k, r in results.items()} == {
-        "forbidden-tool-shell": "error", "sketchy-token": "warning", "audit-import": "note"}
+        "forbidden-tool-shell": "error",
+        "sketchy-token": "warning",
+        "audit-import": "note",
+    }
     for result in run_["results"]:
         assert result["message"]["text"]
         (location,) = result["locations"]
         physical = location["physicalLocation"]
         assert physical["artifactLocation"]["uri"]
         assert isinstance(physical["region"]["startLine"], int)
-    starts = {k: r["locations"][0]["physicalLocation"]["region"]["startLine"]
-              for k, r in results.items()}
+    starts = {
+        k: r["locations"][0]["physicalLocation"]["region"]["startLine"] for k, r in results.items()
+    }
     assert starts == {"forbidden-tool-shell": 2, "sketchy-token": 2, "audit-import": 1}
-    uris = {k: r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-            for k, r in results.items()}
-    assert uris == {"forbidden-tool-shell": "nb.ipynb", "sketchy-token": "warn.py",
-                    "audit-import": "log.py"}
+    uris = {
+        k: r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        for k, r in results.items()
+    }
+    assert uris == {
+        "forbidden-tool-shell": "nb.ipynb",
+        "sketchy-token": "warn.py",
+        "audit-import": "log.py",
+    }
 
 
 # -- policy test / explain ------------------------------------------------------------------
@@ -355,10 +433,18 @@ def test_policy_test_passes_on_a_good_policy(tmp_path: Path, policy: Path) -> No
 @pytest.mark.parametrize(
     ("old", "new", "rule", "words"),
     [
-        ('      match: ["!forbidden-tool --go"]\n', '      match: ["!allowed-tool --go"]\n',
-         "forbidden-tool-shell", "should match but did not"),
-        ("      no_match: ['x = \"harmless\"']\n", "      no_match: ['x = \"sketchy-token-1\"']\n",
-         "sketchy-token", "should not match but did"),
+        (
+            '      match: ["!forbidden-tool --go"]\n',
+            '      match: ["!allowed-tool --go"]\n',
+            "forbidden-tool-shell",
+            "should match but did not",
+        ),
+        (
+            "      no_match: ['x = \"harmless\"']\n",
+            "      no_match: ['x = \"sketchy-token-1\"']\n",
+            "sketchy-token",
+            "should not match but did",
+        ),
     ],
 )
 def test_policy_test_fails_on_a_wrong_example(
@@ -379,9 +465,16 @@ def test_policy_explain(tmp_path: Path, policy: Path) -> None:
     proc = run("policy", "explain", str(policy), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for text in ("Running forbidden tools", "Sketchy text", "Audited modules",
-                 "Runs the forbidden tool.", "Holds a sketchy token.",
-                 "Imports the audited module.", "forbidden-tool-shell", "forbidden-tool"):
+    for text in (
+        "Running forbidden tools",
+        "Sketchy text",
+        "Audited modules",
+        "Runs the forbidden tool.",
+        "Holds a sketchy token.",
+        "Imports the audited module.",
+        "forbidden-tool-shell",
+        "forbidden-tool",
+    ):
         assert text in out, text
     # rules are listed under their own category
     assert out.index("Running forbidden tools") < out.index("Runs the forbidden tool.")

@@ -46,7 +46,9 @@ def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
         f"--ServerApp.root_dir={tmp}",
     ]  # fmt: skip
     log = open(tmp / f"server-{port}.log", "wb")
-    return subprocess.Popen(cmd, env=env_for(tmp), stdout=log, stderr=subprocess.STDOUT)
+    # cwd: the root dir (ipykernel_launcher drops sys.path[0] when it is the cwd, and
+    # PYTHONPATH puts the repository there)
+    return subprocess.Popen(cmd, env=env_for(tmp), stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
 
 
 async def fetch(port: int, path: str, method: str = "GET", body: Any = None) -> Any:
