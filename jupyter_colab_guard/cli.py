@@ -14,6 +14,7 @@ from . import __version__, lab
 from .analysis import Analyzer, Finding
 from .analysis.findings import action_rank
 from .analysis.pyscan import Memory
+from .monitor import command as monitor
 from .policy import Policy, PolicyError, load_policy
 from .policy.model import Combinator, Leaf, Matcher
 
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file", nargs="?", help="policy YAML (default: the shipped policy)")
         p.set_defaults(func=func)
     lab.add_parser(sub)
+    monitor.add_parser(sub)
     return parser
 
 

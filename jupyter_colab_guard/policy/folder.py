@@ -40,11 +40,15 @@ def compose(text: str, path: str) -> Node | None:
 
 
 def folder_files(folder: Path) -> list[Path]:
-    """``policy.yaml`` first, then every other YAML file below, in path order."""
+    """``policy.yaml`` first, then every other YAML file below, in path order. Hidden
+    files and folders are skipped (a Kubernetes ConfigMap keeps copies in ``..data``)."""
     others = sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix in (".yaml", ".yml") and p.is_file() and p != folder / MAIN
+        if p.suffix in (".yaml", ".yml")
+        and p.is_file()
+        and p != folder / MAIN
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
     return [folder / MAIN, *others]
 

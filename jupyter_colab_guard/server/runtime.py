@@ -8,30 +8,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..analysis import Analyzer
 from ..analysis.findings import top_finding
 from ..watcher import Owner, ProcessJudge, ProcessWatcher, Verdict, become_subreaper
+from ..watcher.judge import signature_scanner
 from .service import GuardService
 
 log = logging.getLogger(__name__)
-
-
-def _scanner() -> Callable[[Analyzer, str], frozenset[str]] | None:
-    """Binary signatures of an executable, when the policy language has them."""
-    try:
-        from ..analysis.binary import SignatureScanner
-    except ImportError:
-        return None
-    scanners: dict[int, Any] = {}
-
-    def scan(analyzer: Analyzer, path: str) -> frozenset[str]:
-        scanner = scanners.get(id(analyzer))
-        if scanner is None:
-            scanners.clear()  # one policy at a time
-            scanner = scanners[id(analyzer)] = SignatureScanner(analyzer.binary_signatures)
-        return scanner.scan(path)  # type: ignore[no-any-return]
-
-    return scan
 
 
 class RuntimeEnforcer:
@@ -54,7 +36,7 @@ class RuntimeEnforcer:
         self.owner = owner
         self.subreaper = become_subreaper()
         self.watcher = ProcessWatcher(
-            ProcessJudge(lambda: guard.policies.analyzer, _scanner()),
+            ProcessJudge(lambda: guard.policies.analyzer, signature_scanner()),
             self.roots,
             owner_of_token=self._owner_of_token,
             identity_of=lambda o: guard.identity(o.user),

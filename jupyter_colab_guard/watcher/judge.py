@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import stat
 from collections.abc import Callable
 
 from ..analysis import Analyzer
@@ -33,8 +34,33 @@ def interpreter(argv: tuple[str, ...]) -> str | None:
     return INTERPRETERS.get(name)
 
 
-def script_of(proc: Proc) -> tuple[str, str] | None:
-    """(kind, program text) of an interpreter's -c text or script file; None if none."""
+def in_view(proc: Proc, path: str) -> str:
+    """``path`` as the process sees it, opened from here through /proc/PID (root, cwd):
+    right for a process in another mount namespace (a container seen from the host)."""
+    if os.path.isabs(path):
+        return f"/proc/{proc.pid}/root{path}"
+    return f"/proc/{proc.pid}/cwd/{path}"
+
+
+def read_script(path: str) -> str | None:
+    """A script's text (bounded); None for what is not a regular file (a FIFO must
+    never hold the watcher up) or cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return f.read(MAX_SCRIPT).decode("utf-8", "replace")
+        except OSError:
+            return None
+
+
+def script_of(proc: Proc, through_proc: bool = False) -> tuple[str, str] | None:
+    """(kind, program text) of an interpreter's -c text or script file; None if none.
+    ``through_proc``: the file is opened as the process sees it (``in_view``)."""
     kind = interpreter(proc.argv)
     if kind is None:
         return None
@@ -47,13 +73,33 @@ def script_of(proc: Proc) -> tuple[str, str] | None:
             return None  # a module: installed code (ipykernel_launcher, pip, ...)
         if arg.startswith("-"):
             continue
-        path = arg if os.path.isabs(arg) else os.path.join(proc.cwd or "/", arg)
-        try:
-            with open(path, "rb") as f:
-                return kind, f.read(MAX_SCRIPT).decode("utf-8", "replace")
-        except OSError:
-            return None
+        if through_proc:
+            path = in_view(proc, arg)
+        else:
+            path = arg if os.path.isabs(arg) else os.path.join(proc.cwd or "/", arg)
+        text = read_script(path)
+        return None if text is None else (kind, text)
     return None
+
+
+def signature_scanner() -> Callable[[Analyzer, str], frozenset[str]] | None:
+    """``scan_binary`` for a ProcessJudge: the policy's binary signatures found in an
+    executable, one scanner (and its cache) per policy in force; None when the policy
+    language has no binary signatures."""
+    try:
+        from ..analysis.binary import SignatureScanner
+    except ImportError:
+        return None
+    scanners: dict[int, SignatureScanner] = {}
+
+    def scan(analyzer: Analyzer, path: str) -> frozenset[str]:
+        scanner = scanners.get(id(analyzer))
+        if scanner is None:
+            scanners.clear()  # one policy at a time
+            scanner = scanners[id(analyzer)] = SignatureScanner(analyzer.binary_signatures)
+        return scanner.scan(path)
+
+    return scan
 
 
 class ProcessJudge:
@@ -63,22 +109,29 @@ class ProcessJudge:
         self,
         analyzer: Callable[[], Analyzer | None],
         scan_binary: Callable[[Analyzer, str], frozenset[str]] | None = None,
+        *,
+        through_proc: bool = False,
     ) -> None:
+        """``through_proc``: read executables and scripts through /proc/PID (the
+        executable as /proc/PID/exe), as a root monitor must for processes in other
+        mount namespaces (containers)."""
         self.analyzer = analyzer
         self.scan_binary = scan_binary  # signatures found in an executable file
+        self.through_proc = through_proc
 
     def judge(self, proc: Proc, identity: Identity | None = None) -> list[Finding]:
         analyzer = self.analyzer()
         if analyzer is None or not proc.argv:
             return []
         findings = list(analyzer.check_command(list(proc.argv), identity))
-        script = script_of(proc)
+        script = script_of(proc, self.through_proc)
         if script is not None:
             kind, text = script
             cell = "%%bash\n" + text if kind == "shell" else text
             findings += analyzer.check(cell, identity=identity, budget=SCRIPT_BUDGET)
         if self.scan_binary is not None and proc.exe and interpreter(proc.argv) is None:
-            found = self.scan_binary(analyzer, proc.exe)
+            exe = f"/proc/{proc.pid}/exe" if self.through_proc else proc.exe
+            found = self.scan_binary(analyzer, exe)
             if found:
                 findings += analyzer.check_binary(found, proc.exe, identity)
         return [f for f in findings if f.category != "analysis"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import psutil
@@ -56,6 +57,16 @@ def parents() -> dict[int, tuple[int, float]]:
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _BOOT = psutil.boot_time()  # start times as psutil gives them (create_time)
+_PROC = os.path.isdir("/proc/self/task")  # Linux: start times read from /proc/PID/stat
+
+
+def age(started: float) -> float:
+    """Seconds since a process started (``started`` as the table gives it): against the
+    boot clock where /proc gave the start, exact to a clock tick (``time.time() -
+    started`` is off by up to a second: the boot time is given in whole seconds)."""
+    if _PROC and hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - (started - _BOOT)
+    return time.time() - started
 
 
 def _proc_parents(
@@ -88,10 +99,34 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), _BOOT + int(fields[19]) / _TICKS
 
 
-def ancestry(pid: int, tops: set[int], uid: int | None = None) -> tuple[float, int] | None:
-    """(start, the first of ``tops`` above it) for a process below one of ``tops``; with
-    ``uid``, a process of that uid anywhere counts as below the last of ``tops``
-    (ourselves). None otherwise."""
+def uid_of(pid: int) -> int | None:
+    """The real uid of a process (None when it is gone)."""
+    if not _PROC:
+        try:
+            return int(psutil.Process(pid).uids().real)
+        except psutil.Error:
+            return None
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def same_uid(uid: int) -> Callable[[int], bool]:
+    """A ``watched`` predicate: the processes of ``uid``."""
+    return lambda pid: uid_of(pid) == uid
+
+
+def ancestry(
+    pid: int, tops: set[int], watched: Callable[[int], bool] | None = None
+) -> tuple[float, int] | None:
+    """(start, the first of ``tops`` above it) for a process below one of ``tops``; a
+    process ``watched`` accepts counts as below the last of ``tops`` (ourselves) wherever
+    it is. None otherwise."""
     entry = _stat(pid)
     if entry is None:
         return None
@@ -103,12 +138,8 @@ def ancestry(pid: int, tops: set[int], uid: int | None = None) -> tuple[float, i
         if above is None:
             break
         parent, hops = above[0], hops + 1
-    if uid is not None:
-        try:
-            if psutil.Process(pid).uids().real == uid:
-                return started, os.getpid()
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            return None
+    if watched is not None and watched(pid):
+        return started, os.getpid()
     return None
 
 

@@ -1,6 +1,7 @@
-"""The process watcher: every process below the guarded kernels (and terminals), judged
-by the policy in force; `block` kills its tree, every verdict is handed on with its
-reason. Polls /proc (psutil) every ``interval`` seconds in a thread of its own."""
+"""The process watcher: every process below the guarded kernels (and terminals), and
+every other process ``watched`` accepts (a uid, the users of a machine), judged by the
+policy in force; `block` kills its tree, every verdict is handed on with its reason.
+Polls /proc (psutil) every ``interval`` seconds in a thread of its own."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import psutil
-
 from ..analysis.findings import Finding, strongest_action
 from ..policy import Identity
 from .judge import ProcessJudge
 from .netlink import ExecEvents
-from .procs import Proc, ProcTable, ancestry, descendants, kill_tree, read
+from .procs import Proc, ProcTable, age, ancestry, descendants, kill_tree, read, same_uid
 from .sockets import holders, listening
 
 log = logging.getLogger(__name__)
@@ -25,10 +24,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Owner:
-    """Whose process it is: the kernel (None: a terminal or unknown) and its user."""
+    """Whose process it is: the kernel (None: a terminal or unknown) and its user;
+    ``via``: how the user was found, when not from a kernel (logged and recorded)."""
 
     kernel_id: str | None
     user: str
+    via: str = ""
 
 
 @dataclass
@@ -65,8 +66,13 @@ class ProcessWatcher:
         fallback: Owner | None = None,
         interval: float = 1.0,
         watch_uid: bool = False,
+        watched: Callable[[int], bool] | None = None,
+        owner_of: Callable[[Proc], Owner | None] = lambda proc: None,
         connector: bool = True,
     ) -> None:
+        """``watched``: which processes outside the trees of ``roots`` are watched too
+        (``watch_uid``: those of our uid); ``owner_of``: whose such a process is, when
+        no kernel's token says (before ``fallback``)."""
         self.judge = judge
         self.roots = roots  # pid -> owner of each guarded kernel and terminal
         self.owner_of_token = owner_of_token
@@ -76,21 +82,29 @@ class ProcessWatcher:
         self.notify = notify  # before the kill: tell the user (the running cell still runs)
         self.exclude = exclude  # the server's own helpers (analysis workers)
         self.fallback = fallback  # owner of orphans nothing else attributes
+        self.owner_of = owner_of
         self.interval = interval
         self.connector = connector  # exec events from the kernel where it allows (root)
         self.uid = os.getuid() if watch_uid else None
+        self.watched = watched or (same_uid(self.uid) if self.uid is not None else None)
         self.me = os.getpid()
         self.counters = Counters()
         self._seen: set[tuple[int, float]] = set()
         self._table = ProcTable()
         self._sockets: set[int] = set()  # listening sockets already judged (inodes)
-        self._uids: dict[tuple[int, float], int] = {}  # with watch_uid: uid of each process
+        self._marks: dict[tuple[int, float], bool] = {}  # what ``watched`` said of each
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- running --------------------------------------------------------------------
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="colab-guard-watcher", daemon=True)
+        """Subscribe to exec events (when ``connector`` and allowed), then watch in a
+        thread: ``counters.connector`` is known when this returns."""
+        events = ExecEvents.open() if self.connector else None
+        self.counters.connector = events is not None
+        self._thread = threading.Thread(
+            target=self._run, args=(events,), name="colab-guard-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -98,9 +112,7 @@ class ProcessWatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _run(self) -> None:
-        events = ExecEvents.open() if self.connector else None
-        self.counters.connector = events is not None
+    def _run(self, events: ExecEvents | None) -> None:
         next_poll = time.monotonic() + self.interval
         try:
             while not self._stop.is_set():
@@ -125,11 +137,15 @@ class ProcessWatcher:
         judged before is judged again: it may have exec'd into another program)."""
         roots = self.roots()
         skip = self._skip(roots)
+        tops = set(roots) | {self.me}
+        # no kernels: only what ``watched`` accepts can be ours (our own children are of
+        # our uid), so that cheap test spares the walk up the tree for every other exec
+        first = self.watched if not roots else None
         verdicts = []
         for pid in pids:
-            if pid in skip:
+            if pid in skip or (first is not None and not first(pid)):
                 continue
-            found = ancestry(pid, set(roots) | {self.me}, self.uid)
+            found = ancestry(pid, tops, self.watched)
             if found is None:
                 continue
             started, top = found
@@ -148,8 +164,8 @@ class ProcessWatcher:
         below = descendants([*roots, self.me], table)
         skip = self._skip(roots)
         candidates = {pid: root for pid, root in below.items() if pid not in skip}
-        if self.uid is not None:
-            for pid in self._same_uid(table):
+        if self.watched is not None:
+            for pid in self._watched(table):
                 if pid not in skip:
                     candidates.setdefault(pid, self.me)
         verdicts = []
@@ -164,7 +180,7 @@ class ProcessWatcher:
         verdicts += self._listeners(candidates, roots, table)
         alive = {(pid, started) for pid, (_, started) in table.items()}
         self._seen &= alive  # forget what ended
-        self._uids = {key: uid for key, uid in self._uids.items() if key in alive}
+        self._marks = {key: mark for key, mark in self._marks.items() if key in alive}
         self.counters.polls += 1
         self.counters.last_poll_seconds = time.perf_counter() - start
         return verdicts
@@ -173,17 +189,15 @@ class ProcessWatcher:
         """Never judged: the kernels and shells themselves, the server and its helpers."""
         return set(roots) | self.exclude() | {self.me}
 
-    def _same_uid(self, table: dict[int, tuple[int, float]]) -> list[int]:
-        """Processes of our uid (each process's uid read once)."""
+    def _watched(self, table: dict[int, tuple[int, float]]) -> list[int]:
+        """Processes ``watched`` accepts (each process asked about once)."""
+        assert self.watched is not None
         out = []
         for pid, (_, started) in table.items():
-            uid = self._uids.get((pid, started))
-            if uid is None:
-                try:
-                    uid = self._uids[(pid, started)] = psutil.Process(pid).uids().real
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    continue
-            if uid == self.uid:
+            mark = self._marks.get((pid, started))
+            if mark is None:
+                mark = self._marks[(pid, started)] = self.watched(pid)
+            if mark:
                 out.append(pid)
         return out
 
@@ -215,7 +229,7 @@ class ProcessWatcher:
     def _owner(self, proc: Proc, owner: Owner | None) -> Owner | None:
         if proc.token:  # the environment a guarded kernel gave it (orphans keep it)
             owner = self.owner_of_token(proc.token) or owner
-        return owner or self.fallback
+        return owner or self.owner_of(proc) or self.fallback
 
     def _judge(self, pid: int, started: float, owner: Owner | None) -> Verdict | None:
         proc = read(pid, started)
@@ -232,7 +246,7 @@ class ProcessWatcher:
         action = strongest_action(findings)
         if action is None:
             return None
-        verdict = Verdict(proc, owner, findings, [], time.time() - started)
+        verdict = Verdict(proc, owner, findings, [], age(started))
         self.notify(verdict)
         if action == "block":
             verdict.killed = kill_tree(pid, started)
@@ -242,13 +256,14 @@ class ProcessWatcher:
         for f in findings:
             self.counters.by_rule[f.rule] = self.counters.by_rule.get(f.rule, 0) + 1
         log.warning(
-            "colab-guard: process %d of %s (kernel %s) %s: %s [%s] argv=%s",
+            "colab-guard: process %d of %s (%s) %s after %.0f ms: %s [%s] argv=%s",
             pid,
             owner.user,
-            owner.kernel_id,
+            f"kernel {owner.kernel_id}" if owner.kernel_id else owner.via or "no kernel",
             "killed" if killed else action,
+            verdict.seen_after * 1000,
             findings[0].message if findings else "",
-            ",".join(sorted({f.rule for f in findings})),
+            ",".join(sorted({f"{f.category}/{f.rule}" for f in findings})),
             " ".join(proc.argv)[:300],
         )
         self.act(verdict)
