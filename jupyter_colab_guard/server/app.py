@@ -208,10 +208,10 @@ class ColabGuardApp(ExtensionApp):
     trust_user_profile = Bool(
         False,
         config=True,
-        help="Let kernels read the user's own IPython and Jupyter configuration (~/.ipython, "
-        "~/.jupyter: Python files run before the guard loads) and PYTHONSTARTUP. Off: "
-        "each kernel start gets a fresh private configuration folder (operator config in "
-        "sys.prefix/etc and /etc still applies).",
+        help="Let kernels read the user's own IPython profile (~/.ipython: config files are "
+        "Python run before the guard loads; startup files run unchecked) and PYTHONSTARTUP. "
+        "Off: each kernel start gets a fresh private profile folder (operator config in "
+        "sys.prefix/etc/ipython and /etc/ipython still applies).",
     )
     refuse_unchecked_languages = Bool(
         False,

@@ -70,7 +70,7 @@ class GuardKernelMixin:
     guard: GuardService  # set on the generated class
     kernel_args: list[str] = []  # set on the generated class
     report_url: str = ""
-    _profile_root: str | None = None  # this start's private IPython/Jupyter config folder
+    _profile_root: str | None = None  # this start's private IPython profile folder
 
     async def _async_pre_start_kernel(self, **kw: Any) -> tuple[list[str], dict[str, Any]]:
         guard = self.guard

@@ -1,8 +1,8 @@
 """How a guarded kernel is launched so that nothing in the user's files can run before
 the guard or switch it off: the argv must start ipykernel with Python and carry the
-guard's options last, and IPython and Jupyter read their configuration (config files are
-Python, run before any extension; profile startup files run unchecked) from a fresh
-private folder per kernel start instead of the user's ``~/.ipython`` and ``~/.jupyter``.
+guard's options last, and IPython reads its profile (config files are Python, run before
+any extension; startup files run unchecked) from a fresh private folder per kernel start
+instead of the user's ``~/.ipython``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,11 @@ def profile_root(snapshot_dir: str | None, kernel_id: str) -> str:
 
 
 def private_profile_env(root: str) -> dict[str, str]:
-    """Environment pointing IPython and Jupyter's per-user configuration at ``root``."""
-    ipython, jupyter = os.path.join(root, "ipython"), os.path.join(root, "jupyter")
+    """Environment pointing IPython's per-user folder (profiles: config files, startup
+    files) at ``root``."""
+    ipython = os.path.join(root, "ipython")
     os.makedirs(ipython, mode=0o700, exist_ok=True)
-    os.makedirs(jupyter, mode=0o700, exist_ok=True)
-    return {"IPYTHONDIR": ipython, "JUPYTER_CONFIG_DIR": jupyter}
+    return {"IPYTHONDIR": ipython}
 
 
 def drop_profile(root: str | None) -> None:

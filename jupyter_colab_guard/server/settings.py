@@ -50,7 +50,7 @@ class GuardSettings:
     require_kernel_guard: bool = True
     # kernelspecs in the user's own Jupyter data directory (which user code can write)
     trust_user_kernelspecs: bool = False
-    # the user's ~/.ipython and ~/.jupyter config and PYTHONSTARTUP (run before the guard)
+    # the user's ~/.ipython profile and PYTHONSTARTUP (run before the guard)
     trust_user_profile: bool = False
     # kernels of languages the check cannot read (not Python or a shell): refused
     refuse_unchecked_languages: bool = False

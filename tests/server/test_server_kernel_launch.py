@@ -113,3 +113,115 @@ async def test_a_kernelspec_in_the_users_files_is_refused(
         "api", "kernels", method="POST", headers=auth("alice"), body=json.dumps({"name": "python3"})
     )
     assert r.code == 201
+
+
+# -- code that would run before the guard: the user's IPython/Jupyter config -----------
+PROFILE_CODE = "import pathlib; pathlib.Path({marker!r}).write_text('ran before the guard')\n"
+
+
+@pytest.fixture
+def user_profile(jp_home_dir: Path, tmp_path: Path, monkeypatch: Any):
+    """Config files and startup files in the user's own folders (code in a kernel can
+    write them), each leaving a marker when it runs."""
+    names = ("config", "startup", "pythonstartup")
+    markers = {name: tmp_path / f"{name}.marker" for name in names}
+    profile = jp_home_dir / ".ipython" / "profile_default"
+    (profile / "startup").mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        PROFILE_CODE.format(marker=str(markers["config"]))
+    )
+    (profile / "startup" / "00-mine.py").write_text(
+        PROFILE_CODE.format(marker=str(markers["startup"]))
+    )
+    startup = tmp_path / "pythonstartup.py"
+    startup.write_text(PROFILE_CODE.format(marker=str(markers["pythonstartup"])))
+    monkeypatch.setenv("PYTHONSTARTUP", str(startup))
+    monkeypatch.delenv("IPYTHONDIR", raising=False)
+    return markers
+
+
+@pytest.mark.parametrize(
+    "guard_config", [{}, {"trust_user_profile": True}], ids=["default", "trusted"]
+)
+async def test_the_users_profile_does_not_run_before_the_guard(
+    kernel_client: Any, guard: Any, user_profile: dict[str, Path], guard_config: dict[str, Any]
+) -> None:
+    kc = await kernel_client("alice", V1)
+    res = await kc.execute("print(6 * 7)")
+    assert res["text"].strip() == "42", res
+    assert await armed(guard, kc.kernel_id)
+    ran = {name for name, marker in user_profile.items() if marker.exists()}
+    if guard_config.get("trust_user_profile"):
+        # the doors are real: trusted, each file runs at the kernel's start
+        assert ran == set(user_profile), ran
+    else:
+        assert ran == set(), ran
+
+
+# -- kernelspecs whose argv would not carry the guard ----------------------------------
+def user_spec(jp_data_dir: Path, name: str, argv: list[str], language: str = "python") -> str:
+    spec = jp_data_dir / "kernels" / name
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": name, "language": language})
+    )
+    return name
+
+
+WRAPPED = [
+    "/bin/sh",
+    "-c",
+    f"exec {sys.executable} -m ipykernel_launcher -f $0",
+    "{connection_file}",
+]
+
+
+@pytest.mark.parametrize(
+    "guard_config",
+    [
+        {"trust_user_kernelspecs": True},
+        {"trust_user_kernelspecs": True, "require_kernel_guard": False},
+    ],
+    ids=["required", "not required"],
+)
+async def test_a_kernelspec_that_would_drop_the_guard_is_refused(
+    jp_fetch: Any, jp_data_dir: Path, auth: Any, guard_config: dict[str, Any]
+) -> None:
+    name = user_spec(jp_data_dir, "wrapped", WRAPPED)
+    body = json.dumps({"name": name})
+    if guard_config.get("require_kernel_guard") is False:
+        r = await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+        assert r.code == 201  # it starts (logged); the server's check still applies
+        return
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+    assert err.value.code == 403
+    assert b"cannot be put in the kernel" in (err.value.response.body or b"")
+
+
+@pytest.mark.parametrize(
+    "guard_config",
+    [
+        {"trust_user_kernelspecs": True},
+        {"trust_user_kernelspecs": True, "refuse_unchecked_languages": True},
+    ],
+    ids=["default", "refused"],
+)
+async def test_kernels_of_unchecked_languages(
+    jp_fetch: Any, jp_data_dir: Path, auth: Any, guard_config: dict[str, Any]
+) -> None:
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    body = json.dumps({"name": user_spec(jp_data_dir, "rlang", argv, language="R")})
+    if not guard_config.get("refuse_unchecked_languages"):
+        r = await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+        assert r.code == 201
+        return
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("api", "kernels", method="POST", headers=auth("alice"), body=body)
+    assert err.value.code == 403
+    assert b"language r" in (err.value.response.body or b"").lower()
+    # a Python kernel still starts
+    r = await jp_fetch(
+        "api", "kernels", method="POST", headers=auth("alice"), body=json.dumps({"name": "python3"})
+    )
+    assert r.code == 201

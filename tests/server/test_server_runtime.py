@@ -31,7 +31,13 @@ def watched(request: Any) -> bool:
 def guard_config(watched: bool) -> dict[str, Any]:
     # the kernel-side guard off: the server's cell check lets these cells through (their
     # text shows nothing prohibited), so only the watcher stands between them and a run
-    return {"kernel_extension": False, "watch_processes": watched, "watch_interval": 0.2}
+    # terminals on: they are watched like kernels
+    return {
+        "kernel_extension": False,
+        "watch_processes": watched,
+        "watch_interval": 0.2,
+        "disable_terminals": False,
+    }
 
 
 @pytest.fixture
@@ -78,6 +84,14 @@ STARTS = {
     "double fork": "subprocess.Popen(['setsid', 'sh', 'daemon.sh'])",
     "renamed by the cell": "os.rename('xmrig', 'worker')\n"
     "subprocess.Popen(['bash', '-c', open('run.sh').read().replace('xmrig', 'worker')])",
+    # doors below the kernel-side hook's audit events: left to the watcher
+    "multiprocessing spawn": "import multiprocessing as mp\n"
+    "mp.get_context('spawn').Process(target=os.system, args=('bash run.sh',)).start()",
+    "_posixsubprocess": "import _posixsubprocess\nr, w = os.pipe()\n"
+    "_posixsubprocess.fork_exec([b'bash', b'run.sh'], [b'/bin/bash'], True, (w,), None, None,"
+    " -1, -1, -1, -1, -1, -1, r, w, True, False, -1, None, None, None, -1, None, False)\n"
+    "os.close(w)",
+    "ctypes": "import ctypes\nctypes.CDLL(None).system(b'bash run.sh > /dev/null 2>&1 &')",
 }
 
 
@@ -215,3 +229,28 @@ async def test_a_public_game_server_is_stopped(
         for p in psutil.process_iter(["cmdline"]):
             if str(serve) in " ".join(p.info["cmdline"] or []):
                 p.kill()
+
+
+async def test_a_terminal_is_watched_like_a_kernel(
+    jp_fetch: Any, jp_ws_fetch: Any, auth: Any, guard: Any, upload: Path, watched: bool
+) -> None:
+    """With terminals turned on (disable_terminals False), what a terminal starts is
+    judged like a kernel's children."""
+    r = await jp_fetch("api", "terminals", method="POST", headers=auth("alice"), body="{}")
+    name = json.loads(r.body)["name"]
+    ws = await jp_ws_fetch("terminals", "websocket", name, headers=auth("alice"))
+    try:
+        await ws.write_message(json.dumps(["stdin", f"cd {upload} && bash run.sh &\r"]))
+        await settle(guard)
+        running = await grows(upload / "marker")
+    finally:
+        ws.close()
+        await jp_fetch("api", "terminals", name, method="DELETE", headers=auth("alice"))
+    if not watched:
+        assert running
+        return
+    assert not running
+    owner = guard.users.owner
+    runtime = [e for e in guard.store.events(owner) if e["kind"] == "runtime"]
+    assert runtime and runtime[0]["category"] == "crypto_mining", guard.store.users()
+    assert runtime[0]["kernel_id"] is None  # a terminal's, not a kernel's
