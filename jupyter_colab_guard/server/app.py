@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any
 
@@ -22,6 +23,8 @@ from .runtime import RuntimeEnforcer
 from .service import GuardService
 from .settings import DEFAULT_MESSAGE, GuardSettings
 from .websocket import SETTINGS_KEY, guarded_connection_class
+
+PACKAGE = "jupyter_colab_guard"
 
 
 class ColabGuardApp(ExtensionApp):
@@ -245,6 +248,7 @@ class ColabGuardApp(ExtensionApp):
     shutdown_on_suspend = Bool(True, config=True, help="Shut down a user's kernels on suspension.")
 
     guard: GuardService | None = None
+    _started = False
     _callbacks: list[PeriodicCallback]
     runtime: RuntimeEnforcer | None = None  # the process watcher
 
@@ -259,12 +263,23 @@ class ColabGuardApp(ExtensionApp):
         return f"sqlite:///{path}"
 
     def initialize_settings(self) -> None:
+        self._route_logs()
         try:
             self._initialize_guard()
         except BaseException as err:
             # never leave the server running unguarded: no kernel can start
             self._lockdown(err)
             raise
+
+    def _route_logs(self) -> None:
+        """Every module of the package logs through ``logging.getLogger(__name__)``: send
+        those lines through the server's own handlers, so its format and ``--log-level``
+        apply (they would otherwise reach Python's last-resort handler, unformatted)."""
+        server_log = self.serverapp.log
+        package = logging.getLogger(PACKAGE)
+        package.handlers = list(server_log.handlers)
+        package.setLevel(server_log.getEffectiveLevel())
+        package.propagate = not package.handlers
 
     def _lockdown(self, err: BaseException) -> None:
         """The guard could not be set up: refuse every kernel start (503) so nothing runs
@@ -476,20 +491,19 @@ class ColabGuardApp(ExtensionApp):
         except Exception as err:
             self.log.error("colab-guard: could not shut down kernel %s: %r", kernel_id, err)
 
-    def _prepare_settings(self) -> None:
-        super()._prepare_settings()
-        if self.guard is None:
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """jupyter_server's hook for an extension's tasks, run once the server's loop
+        runs and every extension is loaded: timers, the process watcher, terminals."""
+        if self.guard is None or self._started:
             return
+        self._started = True
         self._start_timers()
         if self.disable_terminals:
             self._disable_terminals()
-            # the terminals extension may load after this one: again once all have loaded
-            from tornado.ioloop import IOLoop
-
-            IOLoop.current().add_callback(self._disable_terminals)
-        elif getattr(self.serverapp, "terminals_enabled", False):
+        elif getattr(serverapp, "terminals_enabled", False):
             self.log.warning(
-                "colab-guard: terminals are enabled; they bypass kernels and so the guard "
+                "colab-guard: terminals are enabled; their processes are watched "
+                "(watch_processes) but their commands are not checked as cells "
                 "(ColabGuardApp.disable_terminals)"
             )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_DIR = Path(__file__).parent / "event_schemas"
-BASE_ID = "https://events.jupyter.org/jupyter_colab_guard"
+BASE_ID = "https://github.com/jupyter-colab-guard/jupyter-colab-guard/events"
 STRIKE = f"{BASE_ID}/strike/v1"
 POLICY = f"{BASE_ID}/policy/v1"
 ADMIN = f"{BASE_ID}/admin/v1"

@@ -59,6 +59,18 @@ def jp_server_config(policy_file: Path, guard_config: dict[str, Any]) -> Any:
     )
 
 
+@pytest.fixture(autouse=True)
+def extensions_started(request: pytest.FixtureRequest) -> None:
+    """pytest-jupyter never runs the server's loop start, where ServerApp runs each
+    extension's start hook (_start_jupyter_server_extension: the guard's timers, watcher
+    and terminal switch): run it for every test that has a server."""
+    if "jp_serverapp" not in request.fixturenames:
+        return
+    app = request.getfixturevalue("jp_serverapp")
+    loop = request.getfixturevalue("jp_asyncio_loop")
+    loop.run_until_complete(app.extension_manager.start_all_extensions())
+
+
 @pytest.fixture
 def guard(jp_serverapp: Any) -> Any:
     return jp_serverapp.web_app.settings["colab_guard"]
