@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from jupyter_colab_guard import cli as cli_module
 
 POLICY = """\
 version: 1
@@ -411,7 +415,11 @@ def test_sarif_shape(tmp_path: Path, policy: Path) -> None:
     starts = {
         k: r["locations"][0]["physicalLocation"]["region"]["startLine"] for k, r in results.items()
     }
-    assert starts == {"forbidden-tool-shell": 2, "sketchy-token": 2, "audit-import": 1}
+    # json.dumps without indent: the whole notebook is line 1 of its file; the line in the
+    # cell is a property (tests/core/test_sarif.py: notebooks written as Jupyter does)
+    assert starts == {"forbidden-tool-shell": 1, "sketchy-token": 2, "audit-import": 1}
+    notebook_result = results["forbidden-tool-shell"]["properties"]
+    assert (notebook_result["cell"], notebook_result["cellLine"]) == (1, 2)
     uris = {
         k: r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
         for k, r in results.items()
@@ -489,3 +497,148 @@ def test_default_policy_commands(tmp_path: Path) -> None:
     validate = run("policy", "validate", cwd=tmp_path)
     assert validate.returncode == 0, validate.stderr
     assert "9 categories" in validate.stdout
+
+
+# -- --jobs, progress, --output -----------------------------------------------------------------
+def many_files(root: Path) -> list[str]:
+    """Files of every kind, some with findings, some unreadable, in nested folders."""
+    (root / "nbs" / "deep").mkdir(parents=True)
+    for i in range(6):
+        (root / "nbs" / f"n{i}.ipynb").write_text(
+            notebook(
+                markdown(f"# notebook {i}"),
+                code(f"x = {i}\n" + ("!forbidden-tool --go\n" if i % 2 else "")),
+                code(f"y = 'sketchy-token-{i}'\n" if i % 3 == 0 else "print(1)\n"),
+            ),
+            encoding="utf-8",
+        )
+    for i in range(5):
+        (root / "nbs" / "deep" / f"m{i}.py").write_text(
+            "import auditmod\n" * (i % 2) + f"z = {i}\n", encoding="utf-8"
+        )
+        (root / f"s{i}.sh").write_text(
+            f"echo {i}\n" + "forbidden-tool\n" * (i % 2), encoding="utf-8"
+        )
+    (root / "nbs" / "broken.ipynb").write_text("{not json", encoding="utf-8")
+    (root / "latin1.py").write_text("x = 1\n", encoding="latin-1")
+    (root / "bad.py").write_bytes(b"# caf\xe9\n")
+    return ["nbs", "s0.sh", "s1.sh", "s2.sh", "s3.sh", "s4.sh", "bad.py", "missing.py", "latin1.py"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif", "text"])
+def test_jobs_2_gives_the_same_report_as_jobs_1(tmp_path: Path, policy: Path, fmt: str) -> None:
+    paths = many_files(tmp_path)
+    one = run(
+        "check", "--policy", str(policy), "--format", fmt, "--jobs", "1", *paths, cwd=tmp_path
+    )
+    two = run(
+        "check", "--policy", str(policy), "--format", fmt, "--jobs", "2", *paths, cwd=tmp_path
+    )
+    every = run("check", "--policy", str(policy), "--format", fmt, *paths, cwd=tmp_path)
+    assert one.returncode == two.returncode == every.returncode == 1
+    assert one.stdout == two.stdout == every.stdout  # same findings, same order, byte for byte
+    assert one.stderr == two.stderr == every.stderr == ""  # no progress when not a terminal
+    if fmt == "json":
+        data = json.loads(one.stdout)
+        assert len(data["findings"]) == 9
+        assert [e["path"] for e in data["errors"]] == ["nbs/broken.ipynb", "bad.py", "missing.py"]
+        order = [f["path"] for f in data["findings"]]
+        assert order.index("nbs/deep/m1.py") < order.index("nbs/n1.ipynb") < order.index("s1.sh")
+
+
+def test_jobs_must_be_a_count(tmp_path: Path, policy: Path) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n", encoding="utf-8")
+    bad = run("check", "--policy", str(policy), "--jobs", "-1", "a.py", cwd=tmp_path)
+    assert bad.returncode == 2 and "--jobs" in bad.stderr
+    every = run("check", "--policy", str(policy), "--jobs", "0", "a.py", cwd=tmp_path)
+    assert every.returncode == 0, every.stderr
+
+
+def run_with_terminal_stderr(*args: str, cwd: Path) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal; (status, stdout, what the terminal got)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_colab_guard.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        text=True,
+    )
+    os.close(follower)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process is gone and the terminal drained
+            break
+        if not chunk:
+            break
+        screen += chunk
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    return proc.returncode, stdout, screen.decode()
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_progress_on_a_terminal(tmp_path: Path, policy: Path, jobs: str) -> None:
+    paths = many_files(tmp_path)
+    status, stdout, screen = run_with_terminal_stderr(
+        "check", "--policy", str(policy), "--format", "json", "--jobs", jobs, *paths, cwd=tmp_path
+    )
+    assert status == 1
+    assert len(json.loads(stdout)["findings"]) == 9
+    total = 7 + 5 + 5 + 3  # notebooks and .py found in nbs/, the .sh files, the other files
+    assert f"checked {total}/{total} files" in screen
+    assert screen.startswith("\rchecked ") and screen.endswith("\n")
+    assert "checked" not in stdout  # the report stays clean
+
+
+def test_output_file(tmp_path: Path, policy: Path) -> None:
+    (tmp_path / "bad.py").write_text("x = 'sketchy-token-5'\n", encoding="utf-8")
+    proc = run(
+        "check",
+        "--policy",
+        str(policy),
+        "--format",
+        "json",
+        "-o",
+        "out/r.json",
+        "bad.py",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    data = json.loads((tmp_path / "out" / "r.json").read_text(encoding="utf-8"))
+    assert [f["rule"] for f in data["findings"]] == ["sketchy-token"]
+
+
+_real_check_in_worker = cli_module._check_in_worker
+
+
+def _die_on_b(path: str) -> Any:
+    """Stands in for the worker function: the process checking b.py dies."""
+    if path.endswith("b.py"):
+        os._exit(3)
+    return _real_check_in_worker(path)
+
+
+def test_a_dying_worker_turns_files_into_errors(
+    tmp_path: Path, policy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("the stand-in reaches the workers by fork")
+    names = ["a.py", "b.py", "c.py", "d.py"]
+    for name in names:
+        (tmp_path / name).write_text("x = 'sketchy-token-1'\n", encoding="utf-8")
+    monkeypatch.setattr(cli_module, "_check_in_worker", _die_on_b)
+    analyzer = cli_module.Analyzer(cli_module.load_policy(str(policy)))
+    files = [tmp_path / n for n in names]
+    found, errors = cli_module.check_files(
+        files, analyzer, str(policy), None, 2, cli_module.Progress(len(files))
+    )
+    died = {Path(e["path"]).name for e in errors}
+    assert "b.py" in died
+    assert all("worker process died" in e["message"] for e in errors)
+    checked = {Path(x.path).name for x in found}
+    assert checked | died == set(names) and not checked & died  # every file accounted for
