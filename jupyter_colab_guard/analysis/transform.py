@@ -119,9 +119,20 @@ def transform_lines(source: str) -> tuple[list[str], list[int]]:
     for step in _MANAGER.cleanup_transforms + _MANAGER.line_transforms:
         before = len(lines)
         lines = step(lines)
-        if len(lines) != before:  # leading blank lines dropped, or a cell magic's one call
-            origin = origin[before - len(lines) :] if step is leading_empty_lines else [origin[0]]
+        if len(lines) != before:
+            origin = _realign(origin, before, len(lines), step is leading_empty_lines)
     return _token_transforms(lines, origin)
+
+
+def _realign(origin: list[int], before: int, after: int, leading: bool) -> list[int]:
+    """Origins after a cleanup step changed the number of lines: leading blank lines
+    dropped, a cell magic's one call, or prompt stripping that joined a "\\r" line with
+    the line end left of a stripped prompt (each new line keeps the first origin)."""
+    if leading:
+        return origin[before - after :]
+    if after == 1:
+        return [origin[0]]
+    return origin[:after] + [origin[-1]] * max(0, after - len(origin))
 
 
 @dataclass(frozen=True, slots=True)
