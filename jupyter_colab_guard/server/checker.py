@@ -10,6 +10,7 @@ from typing import Any
 
 from ..analysis.analyzer import TIMEOUT_RULE
 from ..analysis.findings import Finding, strongest_action, top_finding
+from . import metrics
 from .escalation import Status
 from .kernels import KernelRegistry
 from .policy_holder import PolicyHolder
@@ -45,7 +46,9 @@ class Decision:
     """What to do with one execute_request."""
 
     refuse: bool
-    reason: str  # "" (allowed) | block | restricted | suspended | unavailable
+    # "" (allowed) | block | restricted | suspended | unavailable | timeout | too_large
+    # | unguarded
+    reason: str
     user: str
     findings: list[Finding]
     status: Status
@@ -89,6 +92,19 @@ class Checker:
         """The websocket's decision on one execution: the size cap, the kernel guard
         requirement, then ``check_execute`` in the pool within ``check_timeout``. A check
         that fails or times out follows ``fail_mode`` (closed: refused)."""
+        decision = await self._decide(user_obj, kernel_id, code, expressions, path)
+        if decision.refuse:
+            metrics.refusal(decision.reason)
+        return decision
+
+    async def _decide(
+        self,
+        user_obj: Any,
+        kernel_id: str,
+        code: str,
+        expressions: list[str] | None,
+        path: str | None,
+    ) -> Decision:
         expressions = expressions or []
         size = len(code) + sum(len(e) for e in expressions)
         max_size = self.settings.max_cell_size
@@ -112,8 +128,10 @@ class Checker:
             path=path,
         )
         user = self.users.resolve_user(user_obj)
+        series = metrics.series()
         try:
-            return await self.pool.run(check, user=user)  # type: ignore[no-any-return]
+            with series.checks_in_progress.track_inprogress(), series.check_seconds.time():
+                return await self.pool.run(check, user=user)  # type: ignore[no-any-return]
         except Exception as err:
             what = "timed out" if isinstance(err, TimeoutError) else f"failed ({err!r})"
             log.error(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -22,6 +23,9 @@ ADMIN_RESOURCE = "colab_guard_admin"
 MAX_APPEAL = 5000
 APPEALS_PER_HOUR = 5
 USER_HIDDEN = ("evidence", "cell_text")  # hidden from users unless show_evidence
+STORE_TIMEOUT = 30.0  # seconds a page's store work may take (503 past it)
+
+T = TypeVar("T")
 
 
 def event_json(row: dict[str, Any], show_evidence: bool = True) -> dict[str, Any]:
@@ -33,6 +37,19 @@ def event_json(row: dict[str, Any], show_evidence: bool = True) -> dict[str, Any
     return out
 
 
+def status_json(guard: GuardService, user: str) -> dict[str, Any]:
+    """Where ``user`` stands (reads the store: call it in the pool)."""
+    st = guard.status(user)
+    return {
+        "user": user,
+        "strikes": st.strikes,
+        "level": st.level,
+        "until": st.until,
+        "next_level": st.next_level,
+        "strikes_to_next": st.strikes_to_next,
+    }
+
+
 class GuardMixin(ExtensionHandlerMixin):
     @property
     def guard(self) -> GuardService:
@@ -42,16 +59,18 @@ class GuardMixin(ExtensionHandlerMixin):
     def guard_user(self) -> str:
         return self.guard.resolve_user(self.current_user)  # type: ignore[attr-defined]
 
-    def status_json(self, user: str) -> dict[str, Any]:
-        st = self.guard.status(user)
-        return {
-            "user": user,
-            "strikes": st.strikes,
-            "level": st.level,
-            "until": st.until,
-            "next_level": st.next_level,
-            "strikes_to_next": st.strikes_to_next,
-        }
+    async def in_pool(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (store reads and writes) in the guard's pool: the store (SQLAlchemy,
+        fsync, a database lock) never holds up the event loop. One call at a time per
+        user; a store that does not answer within ``STORE_TIMEOUT`` seconds gives 503."""
+        try:
+            return await self.guard.run_in_pool(  # type: ignore[no-any-return]
+                fn, timeout=STORE_TIMEOUT, user=self.guard_user, lane="store"
+            )
+        except TimeoutError as err:
+            raise web.HTTPError(
+                503, "colab-guard: the strike store did not answer in time"
+            ) from err
 
 
 class FaqHandler(GuardMixin, JupyterHandler):
@@ -72,19 +91,20 @@ class UserPageHandler(GuardMixin, JupyterHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        user = self.guard_user
-        base = self.base_url
+    async def get(self) -> None:
+        user, guard = self.guard_user, self.guard
+        status, events = await self.in_pool(lambda: (guard.status(user), guard.store.events(user)))
+        xsrf = self.xsrf_token
         self.finish(
             render.user_page(
                 user,
-                self.guard.status(user),
-                self.guard.store.events(user),
-                self.guard.service_name,
-                self.guard.faq_url,
-                url_path_join(base, "colab-guard/api/appeals"),
-                self.xsrf_token.decode() if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
-                show_evidence=self.guard.show_evidence,
+                status,
+                events,
+                guard.service_name,
+                guard.faq_url,
+                url_path_join(self.base_url, "colab-guard/api/appeals"),
+                xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
+                show_evidence=guard.show_evidence,
             )
         )
 
@@ -94,11 +114,12 @@ class MyStrikesHandler(GuardMixin, APIHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        user = self.guard_user
-        out = self.status_json(user)
-        show = self.guard.show_evidence
-        out["events"] = [event_json(e, show) for e in self.guard.store.events(user)]
+    async def get(self) -> None:
+        user, guard = self.guard_user, self.guard
+        out, events = await self.in_pool(
+            lambda: (status_json(guard, user), guard.store.events(user))
+        )
+        out["events"] = [event_json(e, guard.show_evidence) for e in events]
         self.finish(json.dumps(out))
 
 
@@ -107,22 +128,25 @@ class AppealHandler(GuardMixin, APIHandler):
 
     @web.authenticated
     @authorized
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.get_json_body() or {}
         message = body.get("message") if isinstance(body, dict) else None
         if not isinstance(message, str) or not message.strip():
             raise web.HTTPError(400, "message is required")
         event_id = body.get("event_id")
-        if event_id is not None:
-            ev = self.guard.store.get_event(int(event_id)) if isinstance(event_id, int) else None
-            if ev is None or ev["user"] != self.guard_user:  # only one's own events
-                raise web.HTTPError(400, "unknown event_id")
-        recent = [
-            a for a in self.guard.store.appeals(self.guard_user) if a["ts"] > time.time() - 3600
-        ]
-        if len(recent) >= APPEALS_PER_HOUR:
-            raise web.HTTPError(429, "too many appeals; try again later")
-        aid = self.guard.store.add_appeal(self.guard_user, message[:MAX_APPEAL], event_id)
+        user, store = self.guard_user, self.guard.store
+
+        def appeal() -> int:
+            if event_id is not None:
+                ev = store.get_event(event_id) if isinstance(event_id, int) else None
+                if ev is None or ev["user"] != user:  # only one's own events
+                    raise web.HTTPError(400, "unknown event_id")
+            recent = [a for a in store.appeals(user) if a["ts"] > time.time() - 3600]
+            if len(recent) >= APPEALS_PER_HOUR:
+                raise web.HTTPError(429, "too many appeals; try again later")
+            return store.add_appeal(user, message[:MAX_APPEAL], event_id)
+
+        aid = await self.in_pool(appeal)  # one at a time per user: the limit holds
         self.set_status(201)
         self.finish(json.dumps({"id": aid, "status": "open"}))
 
@@ -152,42 +176,56 @@ class AdminHandler(GuardMixin, APIHandler):
 class AdminUsersHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        users = []
-        for row in self.guard.store.users():
-            users.append({**row, **self.status_json(row["user"])})
-        self.finish(json.dumps({"users": users}))
+    async def get(self) -> None:
+        guard = self.guard
+
+        def users() -> list[dict[str, Any]]:
+            return [{**row, **status_json(guard, row["user"])} for row in guard.store.users()]
+
+        self.finish(json.dumps({"users": await self.in_pool(users)}))
 
 
 class AdminUserEventsHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def get(self, user: str) -> None:
-        out = self.status_json(user)
-        out["events"] = [event_json(e) for e in self.guard.store.events(user, limit=1000)]
-        out["exceptions"] = self.guard.store.exceptions(user=user)
-        self.finish(json.dumps(out))
+    async def get(self, user: str) -> None:
+        guard = self.guard
+
+        def events() -> dict[str, Any]:
+            out = status_json(guard, user)
+            out["events"] = [event_json(e) for e in guard.store.events(user, limit=1000)]
+            out["exceptions"] = guard.store.exceptions(user=user)
+            return out
+
+        self.finish(json.dumps(await self.in_pool(events)))
 
 
 class AdminResetHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def post(self, user: str) -> None:
-        self.guard.store.reset(user, by=self.admin)
+    async def post(self, user: str) -> None:
+        guard, admin = self.guard, self.admin
+
+        def reset() -> dict[str, Any]:
+            guard.store.reset(user, by=admin)
+            return status_json(guard, user)
+
+        out = await self.in_pool(reset)
         self.emit("reset", user)
-        self.finish(json.dumps(self.status_json(user)))
+        self.finish(json.dumps(out))
 
 
 class AdminExceptionsHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        user = self.get_argument("user", None)
-        self.finish(json.dumps({"exceptions": self.guard.store.exceptions(user=user)}))
+    async def get(self) -> None:
+        user, store = self.get_argument("user", None), self.guard.store
+        rows = await self.in_pool(lambda: store.exceptions(user=user))
+        self.finish(json.dumps({"exceptions": rows}))
 
     @web.authenticated
     @authorized
-    def post(self) -> None:
+    async def post(self) -> None:
         body = self.get_json_body() or {}
         if not isinstance(body, dict):
             raise web.HTTPError(400, "a JSON object is required")
@@ -199,15 +237,21 @@ class AdminExceptionsHandler(AdminHandler):
         for name, value in (("category", cat), ("rule", rule)):
             if value is not None and (not isinstance(value, str) or len(value) > 128):
                 raise web.HTTPError(400, f"{name} must be a string")
-        policy = self.guard.policy
+        guard, admin = self.guard, self.admin
+        policy = guard.policy
         if policy is not None:
             if cat and cat not in policy.categories:
                 raise web.HTTPError(400, f"unknown category {cat!r}")
             if rule and rule not in {r.id for r in policy.rules}:
                 raise web.HTTPError(400, f"unknown rule {rule!r}")
         reason = str(body.get("reason") or "")[:MAX_APPEAL]
-        eid = self.guard.store.grant_exception(user, self.admin, cat or None, rule or None, reason)
-        self.guard.refresh_kernel_identities(user)
+
+        def grant() -> int:
+            eid = guard.store.grant_exception(user, admin, cat or None, rule or None, reason)
+            guard.refresh_kernel_identities(user)  # reads the store, writes files
+            return eid
+
+        eid = await self.in_pool(grant)
         self.emit("grant_exception", user, {"id": eid, "category": cat, "rule": rule})
         self.set_status(201)
         self.finish(json.dumps({"id": eid}))
@@ -216,12 +260,20 @@ class AdminExceptionsHandler(AdminHandler):
 class AdminExceptionHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def delete(self, exception_id: str) -> None:
-        rows = [x for x in self.guard.store.exceptions(active=True) if x["id"] == int(exception_id)]
-        if not rows or not self.guard.store.revoke_exception(int(exception_id), self.admin):
+    async def delete(self, exception_id: str) -> None:
+        guard, admin, xid = self.guard, self.admin, int(exception_id)
+
+        def revoke() -> str | None:
+            rows = [x for x in guard.store.exceptions(active=True) if x["id"] == xid]
+            if not rows or not guard.store.revoke_exception(xid, admin):
+                return None
+            guard.refresh_kernel_identities(rows[0]["user"])
+            return str(rows[0]["user"])
+
+        user = await self.in_pool(revoke)
+        if user is None:
             raise web.HTTPError(404, "no such active exception")
-        self.guard.refresh_kernel_identities(rows[0]["user"])
-        self.emit("revoke_exception", rows[0]["user"], {"id": int(exception_id)})
+        self.emit("revoke_exception", user, {"id": xid})
         self.set_status(204)
         self.finish()
 
@@ -229,8 +281,9 @@ class AdminExceptionHandler(AdminHandler):
 class AdminAppealsHandler(AdminHandler):
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        rows = [event_json(a) for a in self.guard.store.appeals()]
+    async def get(self) -> None:
+        store = self.guard.store
+        rows = await self.in_pool(lambda: [event_json(a) for a in store.appeals()])
         self.finish(json.dumps({"appeals": rows}))
 
 

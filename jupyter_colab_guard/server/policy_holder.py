@@ -14,6 +14,7 @@ from ..analysis.worker import PolicyRef
 from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
 from ..policy.folder import flatten, signature
 from . import events as E
+from . import metrics
 from .settings import GuardSettings
 from .workers import AnalysisWorkers, RemoteSession, WorkerTimeout
 
@@ -58,6 +59,7 @@ class PolicyHolder:
         except (PolicyError, OSError) as err:
             log.error("colab-guard: policy %s refused:\n%s", self.policy_path, err)
             self.events.emit(E.POLICY, self._event("refused", err))
+            metrics.policy_refused()
 
     def poll(self) -> bool | None:
         """Hot reload: None = unchanged, True = new policy in force, False = refused."""
@@ -74,6 +76,7 @@ class PolicyHolder:
                 err,
             )
             self.events.emit(E.POLICY, self._event("refused", err))
+            metrics.policy_refused()
             return False
         if self.policy is not None and policy.version == self.policy.version:
             return None

@@ -20,15 +20,22 @@ class CheckPool:
             max_workers=max(1, workers), thread_name_prefix="colab-guard-check"
         )
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop
-        self._slots: dict[str, asyncio.Semaphore] = {}  # per user: checks at once
+        # per (lane, user): calls at once (checks: checks_per_user; store: one)
+        self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
 
     async def run(
-        self, fn: Callable[[], Any], timeout: float | None = None, user: str | None = None
+        self,
+        fn: Callable[[], Any],
+        timeout: float | None = None,
+        user: str | None = None,
+        lane: str = "check",
     ) -> Any:
         """Run ``fn`` in the pool (off the event loop), within ``timeout`` (default
         ``check_timeout``; raises TimeoutError). With ``user``: at most
-        ``checks_per_user`` of that user's calls run at once, and a call holds its slot
-        until its thread is done, even past the timeout (one user cannot fill the pool)."""
+        ``checks_per_user`` of that user's checks run at once, and a call holds its slot
+        until its thread is done, even past the timeout (one user cannot fill the pool).
+        ``lane="store"``: the store reads and writes of the pages and the API
+        (handlers.py), one at a time per user, in slots apart from the user's checks."""
         loop = asyncio.get_running_loop()
         if self.loop is not loop:  # events and suspensions from the pool go to this loop
             self.loop = loop
@@ -36,9 +43,10 @@ class CheckPool:
         limit = self.settings.check_timeout if timeout is None else timeout
         if user is None:
             return await asyncio.wait_for(loop.run_in_executor(self.executor, fn), limit)
-        slot = self._slots.get(user)
+        slot = self._slots.get((lane, user))
         if slot is None:
-            slot = self._slots[user] = asyncio.Semaphore(max(1, self.settings.checks_per_user))
+            at_once = self.settings.checks_per_user if lane == "check" else 1
+            slot = self._slots[(lane, user)] = asyncio.Semaphore(max(1, at_once))
         deadline = loop.time() + limit
         await asyncio.wait_for(slot.acquire(), limit)
         try:

@@ -12,6 +12,7 @@ from typing import Any
 from ..analysis.findings import Finding
 from ..store import StrikeEvent, StrikeStore
 from . import events as E
+from . import metrics
 from .escalation import Step, evaluate
 from .kernels import KernelInfo
 from .settings import GuardSettings
@@ -122,9 +123,12 @@ class Recorder:
                     running = sorted([*running, ev.ts])
                 ev.level = evaluate(self.ladder, running, ev.ts).level
                 after = ev.level
-        stored = self.store.record_many(evs)
-        for ev in evs:
+        stored = self.store.record_many(evs)  # a failure is counted by the store's on_error
+        for spec, ev in zip(specs, evs, strict=True):
             self.events.emit(E.STRIKE, self._strike_event(user, ev, stored))
+            if ev.kind in metrics.FINDING_KINDS and (ev.category or ev.rule):
+                metrics.finding(ev.source, ev.category, ev.rule, ev.action)
+                metrics.findings(ev.source, spec.get("others") or [])
         new_strike = any(ev.strike for ev in evs)
         if new_strike and after == "suspended" and before != "suspended" and self.on_suspended:
             self.on_suspended(user)

@@ -11,6 +11,7 @@ from typing import Any
 from ..analysis.findings import top_finding
 from ..watcher import Owner, ProcessJudge, ProcessWatcher, Verdict, become_subreaper
 from ..watcher.judge import signature_scanner
+from . import metrics
 from .service import GuardService
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ class RuntimeEnforcer:
             f"({', '.join(sorted({f.rule for f in findings}))}); "
             f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}"
         )
+        if verdict.killed:
+            metrics.runtime_kill(top.category, top.rule)
         self.guard.record(
             user=verdict.owner.user,
             kind="runtime" if verdict.killed else "finding",

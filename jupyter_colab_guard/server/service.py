@@ -5,7 +5,7 @@ A thin facade over parts with one job each: ``settings.py`` (shared settings),
 ``users.py`` (who a request counts for), ``standing.py`` (strike level, admin exceptions),
 ``policy_holder.py`` (the policy in force), ``kernels.py`` (tokens, armed state, identity
 files), ``recorder.py`` (recording), ``reports.py`` (kernel reports), ``pool.py`` (the check
-pool) and ``checker.py`` (the check of one execution).
+pool), ``checker.py`` (the check of one execution) and ``metrics.py`` (Prometheus series).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..analysis import Analyzer
 from ..policy import Policy
 from ..store import StrikeStore
 from . import events as E
+from . import metrics
 from .checker import Checker, Decision
 from .escalation import Step
 from .kernels import KernelInfo, KernelRegistry
@@ -200,6 +201,7 @@ class GuardService:
         self.decide = self.checker.decide
         self.check_execute = self.checker.check_execute
         self.analyse = self.checker.analyse
+        metrics.install(self)  # /metrics reports this guard (the last built in the process)
 
     def forget_kernel(self, kernel_id: str) -> None:
         """A kernel shut down: its token, identity file and analysis sessions go."""
