@@ -86,7 +86,13 @@ class GuardKernelMixin:
         info = guard.kernel(kid)
         # a restart keeps the user and groups
         user, groups = (info.user, info.groups) if info else _request_user(guard)
-        status = guard.safe_status(user)
+        # the store is read in the guard's pool, never on the server's event loop
+        try:
+            status = await guard.run_in_pool(
+                lambda: guard.safe_status(user), timeout=30, user=user, lane="store"
+            )
+        except Exception:  # a store that does not answer: as if unavailable
+            status = None
         if status is None and guard.fail_mode == "closed":
             raise web.HTTPError(503, "colab-guard: the strike store is unavailable")
         if status is not None and status.level == "suspended":
