@@ -26,13 +26,8 @@ def clip(value: str | None, limit: int = MAX_TEXT) -> str | None:
 
 def event_of(verdict: Verdict) -> StrikeEvent:
     """The store event of one verdict."""
-    findings, proc = verdict.findings, verdict.proc
-    top = top_finding(findings)
-    detail = (
-        f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
-        f"({', '.join(sorted({f.rule for f in findings}))}); "
-        f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}; {verdict.owner.via}"
-    )
+    top = top_finding(verdict.findings)
+    detail = verdict.detail()
     return StrikeEvent(
         user=verdict.owner.user,
         kind="runtime" if verdict.killed else "finding",

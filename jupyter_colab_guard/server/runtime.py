@@ -90,13 +90,8 @@ class RuntimeEnforcer:
 
     def record(self, verdict: Verdict) -> None:
         """A strike of kind ``runtime`` (a stopped process) or a finding (warn, log)."""
-        findings, proc = verdict.findings, verdict.proc
-        top = top_finding(findings)
-        detail = (
-            f"pid {proc.pid} {'killed' if verdict.killed else top.action} "
-            f"({', '.join(sorted({f.rule for f in findings}))}); "
-            f"argv: {' '.join(proc.argv)[:500]}; exe: {proc.exe}"
-        )
+        top = top_finding(verdict.findings)
+        detail = verdict.detail()
         if verdict.killed:
             metrics.runtime_kill(top.category, top.rule)
         self.guard.record(

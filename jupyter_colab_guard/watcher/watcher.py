@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..analysis.findings import Finding, strongest_action
+from ..analysis.findings import Finding, strongest_action, top_finding
 from ..policy import Identity
 from .judge import ProcessJudge
 from .netlink import ExecEvents
@@ -39,6 +39,16 @@ class Verdict:
     findings: list[Finding]
     killed: list[int]
     seen_after: float  # seconds from the process's start to the verdict
+
+    def detail(self) -> str:
+        """One line for the strike store: the process, what was done and why."""
+        top = top_finding(self.findings)
+        rules = ", ".join(sorted({f.rule for f in self.findings}))
+        via = f"; {self.owner.via}" if self.owner.via else ""
+        return (
+            f"pid {self.proc.pid} {'killed' if self.killed else top.action} ({rules}); "
+            f"argv: {' '.join(self.proc.argv)[:500]}; exe: {self.proc.exe}{via}"
+        )
 
 
 @dataclass

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pgcluster import PgCluster, missing_reason
+from pgcluster import PgCluster, cluster_or_skip
 
 # async tests run on an event loop the way pytest-jupyter runs them in tests/server
 from pytest_jupyter.jupyter_core import (  # noqa: F401
@@ -20,25 +20,15 @@ from pytest_jupyter.jupyter_core import (  # noqa: F401
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """One cluster for the session (skips when PostgreSQL is not installed)."""
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = PgCluster().init()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+    with cluster_or_skip() as cluster:
+        yield cluster
 
 
 @pytest.fixture
 def own_pg_cluster() -> Iterator[PgCluster]:
     """A cluster of the test's own (tests that stop the server)."""
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = PgCluster().init()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+    with cluster_or_skip() as cluster:
+        yield cluster
 
 
 # the server tests' websocket kernel client (tests/server/guard_helpers.py)

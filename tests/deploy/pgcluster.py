@@ -16,6 +16,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +155,20 @@ def wait_port_closed(port: int, timeout: float = 10) -> None:
             if s.connect_ex(("127.0.0.1", port)) != 0:
                 return
         time.sleep(0.1)
+
+
+@contextmanager
+def cluster_or_skip() -> Iterator[PgCluster]:
+    """A running throw-away cluster, destroyed after; skips the test when PostgreSQL is
+    not installed (the fixtures of tests/deploy and tests/monitor)."""
+    import pytest
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = PgCluster().init()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()

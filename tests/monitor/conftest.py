@@ -15,8 +15,7 @@ from monitor_helpers import LocalUser, MonitorProc, missing_reason
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "deploy"))  # pgcluster.py
 
-from pgcluster import PgCluster  # noqa: E402
-from pgcluster import missing_reason as pg_missing_reason  # noqa: E402
+from pgcluster import PgCluster, cluster_or_skip  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -78,10 +77,6 @@ def start_monitor(
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
-    reason = pg_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = PgCluster().init()
-    cluster.start()
-    yield cluster
-    cluster.destroy()
+    """One cluster for the session (skips when PostgreSQL is not installed)."""
+    with cluster_or_skip() as cluster:
+        yield cluster
