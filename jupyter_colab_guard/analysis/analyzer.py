@@ -28,6 +28,7 @@ from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
 from .shell import ShellScanner
+from .summaries import Summarizer, may_define_wrapper
 from .transform import may_have_ipython_syntax, python_text, transform
 
 INCOMPLETE_RULE = "analysis.incomplete"
@@ -198,6 +199,8 @@ class Analyzer:
             words = TextIndex(lowered, tokens.tokens | imported)
         live = self.engine.live_rules(lowered, shell, words)
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
+        if not deep:  # `def sh(c): sp.run(c, shell=True)` with subprocess imported before
+            deep = may_define_wrapper(tokens.tokens, memory.functions, memory.imports)
         return deep, live, tokens
 
     def analyse(
@@ -279,6 +282,8 @@ class Analyzer:
         scanner = PythonScanner(facts, memory, None)
         scanner.wants_args = self.engine.wants_args
         words = tokens.tokens if code is given else TextIndex(code.lower()).tokens
+        if may_define_wrapper(words, memory.functions, memory.imports):
+            _summarize(code, tree, memory)
         strong, weak = self._wanted_lines(code, memory, live, words)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
@@ -311,8 +316,9 @@ class Analyzer:
                 )(s.node for s in unfinished if s.node is not None)
         remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         findings = self._findings(facts.facts + remembered, source, code, line_map)
-        if timed_out:
-            findings.append(self.timeout_finding(_original(line_map, unfinished[0].first_line)))
+        if timed_out:  # (out of time after the statements: in decoded text, say)
+            first = unfinished[0].first_line if unfinished else 1
+            findings.append(self.timeout_finding(_original(line_map, first)))
         elif unfinished:
             findings.append(
                 self._incomplete(
@@ -519,6 +525,18 @@ class Analyzer:
             evidence="",
             title="Analysis incomplete",
         )
+
+
+def _summarize(code: str, tree: ast.Module, memory: Memory) -> None:
+    """Keep the summaries of the cell's wrapper functions; their names become sink names, so
+    later cells that call them get a deep look (and the worker's gate sees them too)."""
+    found = Summarizer(memory.functions, memory.imports)(code, tree)
+    for name, summary in found.items():
+        if summary is not None:
+            memory.functions[name] = summary
+            memory.sink_names.add(name)
+        elif memory.functions.pop(name, None) is not None:
+            memory.sink_names.discard(name)
 
 
 def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from .facts import UNKNOWN, Fact, Value
 from .locate import ENDLESS_TEXT
+from .repos import repository
 
 _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
@@ -91,6 +92,7 @@ class Engine:
         self.calls: dict[str, list[Leaf]] = defaultdict(list)
         self.programs: dict[str, list[Leaf]] = defaultdict(list)
         self.installs: dict[str, list[Leaf]] = defaultdict(list)
+        self.repos: dict[str, list[Leaf]] = defaultdict(list)  # "name" or "owner/name"
         self.ports: dict[int, list[Leaf]] = defaultdict(list)
         self.gated: dict[str, list[Leaf]] = defaultdict(list)  # keyword -> regex leaves
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
@@ -187,6 +189,9 @@ class Engine:
         elif leaf.kind == "install":
             for name in leaf.names:
                 self.installs[name].append(leaf)
+        elif leaf.kind == "repo":
+            for name in leaf.names:
+                self.repos[name].append(leaf)
         elif leaf.kind == "connect" and leaf.ports:
             for port in leaf.ports:
                 self.ports[port].append(leaf)
@@ -275,6 +280,8 @@ class Engine:
                         hit(leaf, fact)
                 regex_facts.append(fact)
             else:
+                if kind == "url" and self.repos:
+                    self._repo_hits(fact, hit)
                 regex_facts.append(fact)
         if regex_facts and (self.gated or self.ungated):
             texts = "\n".join(f.text for f in regex_facts).lower()
@@ -289,6 +296,16 @@ class Engine:
                         hit(leaf, fact)
                         break
         return hits
+
+    def _repo_hits(self, fact: Fact, hit: Callable[[Leaf, Fact], None]) -> None:
+        """Repo leaves naming the repository of a URL (by name or owner/name)."""
+        found = repository(fact.text)
+        if found is None:
+            return
+        owner, name = found
+        for key in (name, f"{owner}/{name}"):
+            for leaf in self.repos.get(key, ()):
+                hit(leaf, fact)
 
     def match(self, facts: list[Fact]) -> list[tuple[Rule, Fact]]:
         hits = self.leaf_hits(facts)
@@ -375,6 +392,7 @@ GATE_OF = {
     "shell": "shell",
     "install": "shell",
     "url": "url",
+    "repo": "url",
     "connect": "code",
 }
 URL_MARKS = ("://", "git@", "magnet:")

@@ -60,6 +60,7 @@ UNKNOWN = Unknown()
 class FactSet:
     facts: list[Fact] = field(default_factory=list)
     incomplete: list[tuple[Anchor, str]] = field(default_factory=list)
+    expanded: set[tuple[str, str]] = field(default_factory=set)  # user wrapper calls seen
 
     def add(self, fact: Fact) -> None:
         self.facts.append(fact)

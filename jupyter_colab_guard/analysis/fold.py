@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 import base64
 import binascii
+import bz2
 import codecs
+import lzma
 import posixpath
 import shlex
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +20,22 @@ from .budget import tick
 from .facts import UNKNOWN, Value
 
 MAX_FOLD = 100_000  # longest string the folder builds
+MAX_INFLATE = 1_000_000  # most bytes a decompression may produce (bombs are cut here)
+# Decompressors the folder runs, by qualified name and codec name: zlib's wbits for zlib and
+# gzip (47: either header), or the name of a bounded streaming decompressor.
+INFLATERS: dict[str, int | str] = {
+    "zlib.decompress": 15,
+    "gzip.decompress": 47,
+    "bz2.decompress": "bz2",
+    "lzma.decompress": "lzma",
+}
+COMPRESSION_CODECS: dict[str, int | str] = {
+    "zlib": 15,
+    "zlib_codec": 15,
+    "zip": 15,
+    "bz2": "bz2",
+    "bz2_codec": "bz2",
+}
 BUILTINS = frozenset(
     {
         "exec",
@@ -51,6 +70,22 @@ NAMESPACE_DICTS = frozenset(
     }
 )
 
+FETCHES = frozenset({"get", "urlopen", "stream"})  # calls whose result is a URL's body
+FETCH_MODULES = frozenset({"requests", "httpx", "urllib", "urllib3", "urllib2"})
+
+
+class Fetched(str):
+    """The qualified name a fetch's result stands for (`requests.get`), with its URL: a
+    later `open("cf", "wb").write(r.content)` saves that URL under the name cf."""
+
+    url: str
+
+    def __new__(cls, name: str, url: str) -> Fetched:
+        made = super().__new__(cls, name)
+        made.url = url
+        return made
+
+
 # A binding is ("const", value) or ("qual", qualified name).
 Binding = tuple[str, Any]
 Lookup = Callable[[str], Binding | None]
@@ -83,6 +118,16 @@ def as_text(value: Value) -> str | None:
 
 def _is_known(value: Value) -> bool:
     return value is not UNKNOWN
+
+
+def inflate(data: bytes, how: int | str) -> bytes:
+    """Decompressed ``data`` (zlib wbits, "bz2" or "lzma"), at most MAX_INFLATE bytes: time
+    and memory stay bounded by the cut, whatever the input claims."""
+    if isinstance(how, int):
+        return zlib.decompressobj(how).decompress(data, MAX_INFLATE)
+    if how == "bz2":
+        return bz2.BZ2Decompressor().decompress(data, MAX_INFLATE)
+    return lzma.LZMADecompressor().decompress(data, MAX_INFLATE)
 
 
 class Folder:
@@ -136,6 +181,10 @@ class Folder:
             return f"{base}.{attr}" if base and attr else None
         if func in ("globals", "vars", "locals"):
             return func
+        if func and func.rsplit(".", 1)[-1] in FETCHES and func.split(".")[0] in FETCH_MODULES:
+            url = as_text(self.fold(node.args[0].value)) if node.args else None
+            if url and "://" in url:
+                return Fetched(func, url.strip())
         return func  # an instance stands for its class
 
     # -- constants ------------------------------------------------------------
@@ -153,6 +202,10 @@ class Folder:
             binascii.Error,
             LookupError,
             MemoryError,
+            zlib.error,
+            lzma.LZMAError,
+            OSError,
+            EOFError,
         ):
             return UNKNOWN
         if isinstance(value, str | bytes) and len(value) > MAX_FOLD:
@@ -328,11 +381,17 @@ class Folder:
                 return self._decoded(codecs.decode(data, "rot13"))
             if isinstance(data, str):
                 data = data.encode()
-            return (
-                self._decoded(codecs.decode(data, values[1]))
-                if isinstance(data, bytes)
-                else UNKNOWN
-            )
+            if not isinstance(data, bytes):
+                return UNKNOWN
+            how = COMPRESSION_CODECS.get(values[1].lower().replace("-", "_"))
+            if how is not None:  # never codecs' own unbounded decompression
+                return self._inflated(data, how)
+            return self._decoded(codecs.decode(data, values[1]))
+        if name in INFLATERS and values and isinstance(values[0], bytes | bytearray):
+            how = INFLATERS[name]
+            if name == "zlib.decompress" and len(values) > 1 and isinstance(values[1], int):
+                how = values[1]
+            return self._inflated(bytes(values[0]), how)
         if (
             name in ("os.path.join", "posixpath.join")
             and values
@@ -400,6 +459,15 @@ class Folder:
         ):
             return getattr(receiver, method)(*values)
         return UNKNOWN
+
+    def _inflated(self, data: bytes, how: int | str) -> Value:
+        """A decompression's output; a bomb (more than MAX_FOLD bytes) is analysed in its
+        first MAX_FOLD bytes only and folds to nothing."""
+        out = inflate(data, how)
+        if len(out) > MAX_FOLD:
+            self._decoded(out[:MAX_FOLD])
+            return UNKNOWN
+        return self._decoded(out)
 
     def _decoded(self, value: Value) -> Value:
         text = as_text(value)

@@ -13,9 +13,12 @@ import ast
 import base64
 import binascii
 import codecs
+import lzma
+import zlib
 from collections.abc import Callable, Iterable
 
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
+from .fold import INFLATERS, MAX_FOLD, inflate
 from .pyscan import URL_LIKE, Memory
 from .shell import ShellScanner
 
@@ -67,6 +70,7 @@ class LinearPass:
                 self.memory.renames,
                 lambda text, at, d: self.python_text(text, at, d),
                 self.memory.environ,
+                self.memory.origins,
             )
             aliases: dict[str, str] = {}
             for part in _header(statement):
@@ -239,6 +243,8 @@ def _decode(node: ast.Call, verb: str) -> str | None:
             if isinstance(data, str | bytes):
                 raw = data.encode() if isinstance(data, str) and verb != "fromhex" else data
                 return _as_text(DECODERS[verb](raw))
+        if verb == "decompress" and args and isinstance(args[0], ast.Call):
+            return _inflated(_dotted(node.func), args[0])
         if verb == "decode" and len(args) == 2 and _dotted(node.func) == "codecs.decode":
             data, how = _literal(args[0]), _literal(args[1])
             if isinstance(data, str) and isinstance(how, str):
@@ -246,6 +252,23 @@ def _decode(node: ast.Call, verb: str) -> str | None:
     except (ValueError, TypeError, LookupError, binascii.Error, OverflowError):
         return None
     return None
+
+
+def _inflated(name: str, inner: ast.Call) -> str | None:
+    """``zlib.decompress(base64.b64decode("..."))`` and the like: bounded (fold.inflate),
+    and only the first MAX_FOLD characters are read."""
+    how = INFLATERS.get(name)
+    verb = inner.func.attr if isinstance(inner.func, ast.Attribute) else _dotted(inner.func)
+    if how is None or verb not in DECODERS or not inner.args:
+        return None
+    data = inner.args[0].value if isinstance(inner.args[0], ast.Constant) else None
+    if not isinstance(data, str | bytes):
+        return None
+    try:
+        raw = DECODERS[verb](data.encode() if isinstance(data, str) else data)
+        return _as_text(inflate(raw, how)[:MAX_FOLD])
+    except (ValueError, TypeError, binascii.Error, zlib.error, lzma.LZMAError, OSError, EOFError):
+        return None
 
 
 def _chr_join(arg: ast.AST) -> str | None:

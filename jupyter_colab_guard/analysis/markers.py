@@ -31,6 +31,7 @@ MARKER_WORDS = frozenset(
         "rot13",
         "rot_13",
         "base64",
+        "decompress",
         # name lookups that hide what is called
         "__import__",
         "import_module",
@@ -76,11 +77,16 @@ MARKER_WORDS = frozenset(
         # values later shell lines read ($POOL)
         "environ",
         "putenv",
+        # downloads saved under a name of their own, run later
+        "urlretrieve",
+        "download_url_to_file",
         # the network
         "create_connection",
         "open_connection",
     }
 )
+# A configuration file's name (analysis.config.EXTENSIONS); a bounded run, so linear.
+_CONFIG_FILE = r"['\"]?[\w./~$-]+\.(?:json|ya?ml|toml|ini|cfg|conf|config|properties)\b"
 # Several small patterns, not one alternation: each keeps a literal prefix the regex engine
 # can scan for, which makes the set about twice as fast on large cells.
 SYNTAX = tuple(
@@ -93,6 +99,12 @@ SYNTAX = tuple(
         r"\.write(?:_text|_bytes|lines)?\(|\.connect(?:_ex)?\(",  # files run later; sockets
         r"^[ \t]*[!%][^\n]*[{$]",  # `!cmd {var}` / `%magic $var`: IPython substitutes variables
         r"%(?:set_)?env\b",  # values later shell lines read ($POOL)
+        r"wget\.download\(",  # a download saved under a name of its own
+        r"gdown\.download\(",
+        # a configuration file written (%%writefile, cat > f <<EOF, tee f): key = value lines
+        rf"file\b[\s'\",]*(?:-a\s+)?{_CONFIG_FILE}",
+        rf">\s*{_CONFIG_FILE}",
+        rf"tee\s+(?:-a\s+)?{_CONFIG_FILE}",
     )
 )
 

@@ -16,10 +16,19 @@ from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
 from .fold import Binding, Folder, Lookup, as_text
 from .ipymagics import MagicsMixin
 from .shell import MAX_DEPTH, ShellScanner
+from .summaries import Summary, bind_arguments, body_module
 
 URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
 WRITES = frozenset({"write", "write_text", "write_bytes", "writelines"})
 MAX_PARSE = 20_000  # nested code longer than this is read by the linear pass
+# Calls that save a URL to a file: the keywords that may name the file.
+SAVERS = {
+    "urlretrieve": ("filename",),
+    "download": ("out", "output", "path"),
+    "download_url_to_file": ("dst",),
+}
+SAVER_ROOTS = frozenset({"urllib", "wget", "gdown", "torch", "six"})
+MAX_EXPANSIONS = 64  # calls of user wrappers expanded per cell
 
 
 @dataclass
@@ -33,6 +42,8 @@ class Memory:
     sink_names: set[str] = field(default_factory=set)  # names bound to os/subprocess/... things
     environ: dict[str, str] = field(default_factory=dict)  # %env / os.environ values set
     imports: set[str] = field(default_factory=set)  # modules earlier cells imported
+    functions: dict[str, Summary] = field(default_factory=dict)  # user wrappers of sinks
+    origins: dict[str, str] = field(default_factory=dict)  # downloaded file -> its URL
 
 
 def _argv(value: Value) -> list[str] | None:
@@ -71,9 +82,15 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.base = 0
         self.indent = 0
         self.looped = False
+        self.expanding: frozenset[str] = frozenset()  # wrappers being expanded (no recursion)
         self.folder = Folder(self.lookup, self._on_decoded)
         self.shell = ShellScanner(
-            facts, memory.files, memory.renames, self.scan_python_text, memory.environ
+            facts,
+            memory.files,
+            memory.renames,
+            self.scan_python_text,
+            memory.environ,
+            memory.origins,
         )
 
     # -- scope --------------------------------------------------------------
@@ -321,7 +338,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         if name == "print" and self.depth == 0 and not any(a.keyword for a in node.args):
             # `print("e.g. hashcat ... rockyou.txt")` is prose; `print(..., file=f)` writes
             self._prose.update(id(a.value) for a in node.args)
-        fold = self.folder.fold if name and self.wants_args(name) else self._fold_local
+        summary = self.memory.functions.get(name) if name else None
+        wanted = name and (summary is not None or self.wants_args(name))
+        fold = self.folder.fold if wanted else self._fold_local
         positional = [a.value for a in node.args if not a.keyword and not a.star]
         args = tuple(fold(a) for a in positional)
         kwargs = {a.keyword.value: fold(a.value) for a in node.args if a.keyword}
@@ -353,8 +372,49 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                 self.memory.environ[key] = value
         if isinstance(node.func, cst.Attribute) and node.func.attr.value in WRITES:
             self._write(node)  # f.write(...) where f is an open file
+        elif summary is not None:
+            self._expand(summary, args, kwargs, anchor)
         elif name:
             self._sink(name, node, args, kwargs, anchor)
+
+    def _expand(
+        self, summary: Summary, args: tuple[Value, ...], kwargs: dict[str, Value], anchor: Anchor
+    ) -> None:
+        """A call of a user's wrapper: its body again, with the call's arguments bound to
+        its parameters, every fact pointing at the call. The same call twice in a cell is
+        expanded once; past MAX_EXPANSIONS, what reaches a sink is read as a command."""
+        if self.depth >= MAX_DEPTH or summary.name in self.expanding:
+            return
+        function = summary.function()
+        if function is None:
+            return
+        bound = bind_arguments(function.params, args, kwargs, self.folder.fold)
+        key = (summary.name, repr(bound)[:2000])
+        if key in self.facts.expanded:
+            return
+        self.facts.expanded.add(key)
+        if len(self.facts.expanded) > MAX_EXPANSIONS:
+            self._reached(summary, bound, anchor)
+            return
+        scanner = PythonScanner(self.facts, self.memory, self.lookup, anchor, self.depth + 1)
+        scanner.wants_args = self.wants_args
+        scanner.expanding = self.expanding | {summary.name}
+        for param, value in bound:
+            scanner.bindings[param] = ("const", value)
+        scanner.visit_snippet(body_module(function))
+        scanner.finish()
+
+    def _reached(self, summary: Summary, bound: list[tuple[str, Value]], anchor: Anchor) -> None:
+        """The summary alone: each argument that reaches a sink, read as a command."""
+        reaching = frozenset().union(*summary.reaches.values())
+        for param, value in bound:
+            if param not in reaching:
+                continue
+            text = as_text(value)
+            if text is not None:
+                self.shell.scan(text, anchor, self.depth + 1)
+            elif (argv := _argv(value)) is not None and argv:
+                self.shell.scan_argv(argv, anchor, self.depth + 1)
 
     def _sink(
         self,
@@ -407,6 +467,20 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             self._cell_magic(args, anchor)
         elif short in ("connect", "connect_ex", "create_connection", "open_connection"):
             self._connect(name, args, anchor)
+        elif short in SAVERS and name.split(".")[0] in SAVER_ROOTS:
+            self._saved(short, args, kwargs)
+
+    def _saved(self, short: str, args: tuple[Value, ...], kwargs: dict[str, Value]) -> None:
+        """`urlretrieve(URL, "cf")`, `wget.download(URL, out="cf")`: remember the name."""
+        url = as_text(args[0]) if args else as_text(kwargs.get("url"))
+        target = (
+            args[1]
+            if len(args) > 1
+            else next((kwargs[k] for k in SAVERS[short] if k in kwargs), None)
+        )
+        path = as_text(target)
+        if url and path:
+            self.shell.remember_download(path, url.strip())
 
     def _connect(self, name: str, args: tuple[Value, ...], anchor: Anchor) -> None:
         if not args:
@@ -447,9 +521,21 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             if self.folder.qual(inner.func) in ("pathlib.Path", "Path") and inner.args:
                 path = as_text(self.folder.fold(inner.args[0].value))
         content = as_text(self.folder.fold(node.args[0].value)) if path else None
+        if path and content is None:  # open("cf", "wb").write(requests.get(URL).content)
+            url = self._fetched_url(node.args[0].value)
+            if url:
+                self.shell.remember_download(path, url)
         if path and content is not None:
             self.memory.files[path] = self.memory.files.get(path, "") + content
             self._analyse_file(path, content, self.anchor(node))
+
+    def _fetched_url(self, node: cst.BaseExpression) -> str | None:
+        """The URL of a response whose body is written: `r.content`, `r.read()`."""
+        if isinstance(node, cst.Call):
+            node = node.func
+        if isinstance(node, cst.Attribute):
+            node = node.value
+        return getattr(self.folder.qual(node), "url", None)
 
     def _analyse_file(self, path: str, content: str, anchor: Anchor) -> None:
         ext = posixpath.splitext(path)[1].lower()
@@ -458,7 +544,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         elif ext in ("", ".sh", ".bash", ".zsh", ".command"):
             self.shell.scan(content, anchor, self.depth + 1)
         else:
-            self.facts.add(Fact("string", text=content, evidence=content[:200], anchor=anchor))
+            self.shell.data_file(path, content, anchor)
 
     # -- nested Python --------------------------------------------------------
     def scan_python_text(

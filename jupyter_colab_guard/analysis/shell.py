@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Callable, Mapping, MutableMapping
 
 from .budget import tick
+from .config import config_lines
 from .facts import Anchor, Fact, FactSet
 
 MAX_DEPTH = 6
@@ -38,6 +39,15 @@ FETCHERS = frozenset(
         "lftp",
     }
 )
+# Downloaders that save under a name given by an option: (short, long) option.
+SAVE_AS = {
+    "wget": ("-O", "--output-document"),
+    "curl": ("-o", "--output"),
+    "aria2c": ("-o", "--out"),
+    "axel": ("-o", "--output"),
+}
+_ARCHIVE = re.compile(r"\.(?:tar\.gz|tar\.xz|tar\.bz2|tgz|zip|gz|xz|bz2|7z|deb|rpm|exe)$")
+_NO_NAME = frozenset({"download", "latest", "raw", "main", "master", "file", "bin", "releases"})
 URL_TOKEN = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)", re.IGNORECASE)
 ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 SHELL_VAR = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
@@ -95,6 +105,20 @@ def release_base(program: str) -> str:
     while (cut := _RELEASE_PART.search(base)) is not None and cut.start() > 0:
         base = base[: cut.start()]
     return base
+
+
+def url_tool(url: str) -> str:
+    """The tool a download URL stands for: its file's release name (`cloudflared-linux-amd64`
+    -> cloudflared), else the repository it comes from; "" when neither says."""
+    from .repos import repository
+
+    path = url.split("?", 1)[0].split("#", 1)[0].rstrip("/")
+    base = _ARCHIVE.sub("", program_name(path.rsplit("/", 1)[-1])) if "/" in path else ""
+    tool = release_base(base) if base else ""
+    if tool and "." not in tool and tool not in _NO_NAME and not tool.isdigit():
+        return tool
+    found = repository(url)
+    return found[1] if found else ""
 
 
 def _tokenize(line: str) -> list[str]:
@@ -185,12 +209,25 @@ class ShellScanner:
         renames: MutableMapping[str, str],
         analyze_python: Analyze,
         environ: Mapping[str, str] | None = None,
+        origins: MutableMapping[str, str] | None = None,
     ) -> None:
         self.facts = facts
         self.files = files
         self.renames = renames
         self.analyze_python = analyze_python
         self.environ = environ if environ is not None else {}  # variables set by earlier cells
+        self.origins = origins if origins is not None else {}  # downloaded file -> its URL
+
+    def remember_download(self, path: str, url: str) -> None:
+        """A file saved under a name of its own (`wget -O cf URL`): running it later is
+        running what the URL names (its release name or repository), from that URL."""
+        local = program_name(path.strip())
+        if not local or not URL_TOKEN.match(url):
+            return
+        self.origins[local] = url
+        tool = url_tool(url)
+        if tool and tool != local:
+            self.renames[local] = tool
 
     # -- entry points ----------------------------------------------------
     def scan(self, script: str, anchor: Anchor, depth: int = 0) -> None:
@@ -206,6 +243,25 @@ class ShellScanner:
                 )
             self._line(text, body, where, depth, variables)
 
+    def data_file(self, path: str, content: str, anchor: Anchor) -> None:
+        """A written file that is no script: its text, and a configuration's `key = value`
+        lines (config.py), for string rules."""
+        self.facts.add(Fact("string", text=content, evidence=content[:200], anchor=anchor))
+        flat = config_lines(path, content)
+        if flat:
+            self.facts.add(Fact("string", text=flat, evidence=flat[:200], anchor=anchor))
+
+    def written(self, path: str, content: str, anchor: Anchor, depth: int) -> None:
+        """`cat > path <<EOF` body: remembered, and analysed as what the file is."""
+        self.files[path] = content
+        ext = posixpath.splitext(path)[1].lower()
+        if ext in (".py", ".ipy"):
+            self.analyze_python(content, anchor, depth + 1)
+        elif ext in ("", ".sh", ".bash", ".zsh", ".command"):
+            self.scan(content, anchor, depth + 1)
+        else:
+            self.data_file(path, content, anchor)
+
     def scan_argv(self, argv: list[str], anchor: Anchor, depth: int = 0) -> None:
         text = " ".join(argv)
         self.facts.add(Fact("string", text=text, evidence=text, anchor=anchor))
@@ -215,7 +271,12 @@ class ShellScanner:
     def _line(
         self, text: str, body: str | None, anchor: Anchor, depth: int, variables: dict[str, str]
     ) -> None:
-        commands = _commands(_tokenize(text))
+        tokens = _tokenize(text)
+        if body is not None and tokens and program_name(tokens[0]) in ("cat", "tee"):
+            for i, token in enumerate(tokens[:-1]):  # cat > config.json <<EOF
+                if token in (">", ">>", ">|") and not tokens[i + 1].startswith("/dev/"):
+                    self.written(self._expand(tokens[i + 1], variables), body, anchor, depth)
+        commands = _commands(tokens)
         pipeline: list[list[str]] = []
         for argv, op in commands:
             argv = [self._expand(tok, variables) for tok in argv]
@@ -323,6 +384,16 @@ class ShellScanner:
         self.facts.add(
             Fact("shell", name=program, text=" ".join(args), evidence=evidence, anchor=anchor)
         )
+        origin = self.origins.get(program)
+        if origin is not None:  # a file downloaded under this name: URL and repo rules see it
+            self.facts.add(
+                Fact(
+                    "url",
+                    text=origin,
+                    evidence=f"{evidence} (downloaded from {origin})",
+                    anchor=anchor,
+                )
+            )
         renamed = self.renames.get(program)
         tool = release_base(renamed or program)
         for name, how in ((renamed, "renamed from"), (tool, "release build of")):
@@ -337,6 +408,8 @@ class ShellScanner:
                     )
                 )
         self._urls(program, args, anchor)
+        if program in SAVE_AS:
+            self._download(program, args)
         self._installs(program, args, anchor)
         self._nested(program, argv, args, anchor, depth, body)
 
@@ -346,6 +419,26 @@ class ShellScanner:
                 program in FETCHERS and "/" in arg and "." in arg and not arg.startswith("-")
             ):
                 self.facts.add(Fact("url", text=arg, evidence=arg, anchor=anchor))
+
+    def _download(self, program: str, args: list[str]) -> None:
+        """`wget -O cf URL`, `curl -sLo cf URL`, `aria2c --out=cf URL`: remember the name."""
+        short, long = SAVE_AS[program]
+        url = next((a for a in args if URL_TOKEN.match(a)), None)
+        if url is None:
+            return
+        for i, arg in enumerate(args):
+            following = args[i + 1] if i + 1 < len(args) else ""
+            if arg == long:
+                target = following
+            elif arg.startswith(long + "="):
+                target = arg[len(long) + 1 :]
+            elif arg.startswith("-") and not arg.startswith("--") and short[1] in arg[1:]:
+                rest = arg[arg.index(short[1], 1) + 1 :]  # -O cf, -Ocf, -qO cf, -sLo cf
+                target = rest or following
+            else:
+                continue
+            if target and target != "-" and not target.startswith("/dev/"):
+                self.remember_download(target, url)
 
     def _installs(self, program: str, args: list[str], anchor: Anchor) -> None:
         manager, packages = _install_request(program, args)
@@ -379,13 +472,14 @@ class ShellScanner:
         if program in ("mv", "cp", "ln", "install") and len(args) >= 2:
             plain = [a for a in args if not a.startswith("-")]
             if len(plain) == 2:
-                self.renames[program_name(plain[1])] = self.renames.get(
-                    program_name(plain[0]), program_name(plain[0])
-                )
+                old, new = program_name(plain[0]), program_name(plain[1])
+                self.renames[new] = self.renames.get(old, old)
+                if old in self.origins:
+                    self.origins[new] = self.origins[old]
         if program in ("cat", "tee") and body is not None:
             for target in args:
                 if not target.startswith("-"):
-                    self.files[target] = body
+                    self.written(target, body, anchor, depth)
             return
         is_python = bool(PYTHONS.match(program))
         if program in SHELLS or is_python:

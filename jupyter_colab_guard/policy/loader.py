@@ -31,6 +31,7 @@ SEVERITIES = ("low", "medium", "high", "critical")
 CATEGORY_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 MANAGERS = ("pip", "conda", "apt", "npm")
+REPO_NAME = re.compile(r"[\w.-]+(?:/[\w.-]+)?")  # a repository's name, or owner/name
 MIN_SIGNATURE = 4  # characters of a binary signature; shorter ones occur in any file
 ADDRESSES = ("public", "any")  # listen: which local addresses count (public: not loopback)
 PORT_SPAN = re.compile(r"^(\d{1,9})(?:\s*-\s*(\d{1,9}))?$")  # listen: "22" or "5900-5910"
@@ -291,6 +292,8 @@ class _PolicyBuilder:
                 word(p) if "-" not in p else max(p.split("-"), key=len) for p in packages
             )
             return Leaf(kind, names=packages, managers=managers, keywords=keywords)
+        if kind == "repo":
+            return self.repo(node, key)
         if kind == "connect":
             f = r.mapping(node, key, set(), {"host", "port"})
             if not f:
@@ -306,6 +309,22 @@ class _PolicyBuilder:
                 keywords = tuple(word(str(p)) for p in ports)  # a literal port is in the text
             return Leaf(kind, pattern=pattern, ports=tuple(ports), keywords=keywords)
         return None
+
+    def repo(self, node: Node, key: str) -> Leaf | None:
+        """Repository names (`MHDDoS`) or owner/name (`MatrixTM/MHDDoS`), matched without
+        case against the repositories URLs name. The keyword is the text every such URL
+        holds: the name (a whole word where it is one), or `owner/name`."""
+        names: list[str] = []
+        for name in self.r.strings(node, key):
+            cleaned = name.strip().lower().removesuffix(".git")
+            if not REPO_NAME.fullmatch(cleaned):
+                self.r.error(node, key, f"{name!r} is not a repository name or owner/name")
+                continue
+            names.append(cleaned)
+        if not names:
+            return None
+        keywords = tuple(sorted({n if "/" in n else word(n) for n in names}))
+        return Leaf("repo", names=tuple(names), keywords=keywords)
 
     def binary(self, node: Node, key: str, min_node: Node | None, min_key: str) -> Leaf | None:
         """Literal signatures (matched case-sensitively as UTF-8 bytes) and how many of them

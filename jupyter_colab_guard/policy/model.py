@@ -24,7 +24,7 @@ class Leaf:
     """A single matcher. ``kind`` is one of LEAF_KINDS; ``keywords`` gate it cheaply."""
 
     kind: str
-    names: tuple[str, ...] = ()  # import modules, call names, programs, packages, signatures
+    names: tuple[str, ...] = ()  # modules, calls, programs, packages, repos, signatures
     managers: tuple[str, ...] = ()  # install: package managers (empty = any)
     pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
@@ -52,6 +52,7 @@ LEAF_KINDS = (
     "shell",
     "install",
     "url",
+    "repo",
     "string",
     "connect",
     "binary",
