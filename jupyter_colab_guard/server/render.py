@@ -86,7 +86,7 @@ def refusal(d: dict[str, Any]) -> tuple[str, str]:
     faq_url, appeal_url, show_evidence."""
     from ..kernel.warning import render_warning
 
-    return render_warning(
+    html_text, text = render_warning(
         d["findings"],
         message=d["message"],
         faq_url=d["faq_url"],
@@ -95,6 +95,66 @@ def refusal(d: dict[str, Any]) -> tuple[str, str]:
         note=HEADS.get(d["reason"], "This code was not run."),
         standing=level_sentence(d["status"], d["service"]),
     )
+    return html_text, text
+
+
+# -- what the JupyterLab extension's dialog shows ---------------------------------------
+
+
+def dialog_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """What the JupyterLab extension (``labextension/``) shows in its dialog, as data:
+    the same texts as the in-output warning, with each rule's own sentence, the user's
+    strikes and the end of a restriction (seconds since the epoch; the browser shows it
+    in local time). The frontend only displays these; it decides nothing.
+
+    ``d``: the view ``refusal`` takes (a runtime notice's ``detail`` may be added)."""
+    from ..kernel.warning import category_link
+
+    status: Status = d["status"]
+    service = d["service"]
+    findings: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for f in d["findings"]:
+        key = (str(f.get("category") or ""), str(f.get("rule") or ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        findings.append(
+            {
+                "category": key[0],
+                "title": str(f.get("title") or key[0]),
+                "rule": key[1],
+                "reason": str(f.get("message") or ""),
+                "action": str(f.get("action") or ""),
+                "line": f.get("line") or None,
+                "evidence": str(f.get("evidence") or "")[:200] if d.get("show_evidence") else "",
+                "faq_url": category_link(d["faq_url"], key[0]),
+            }
+        )
+    next_step = ""
+    if status.level not in ("restricted", "suspended") and status.next_level:
+        n = status.strikes_to_next
+        what = "suspended" if status.next_level == "suspended" else "limited"
+        if n:
+            next_step = (
+                f"After {n} more strike{'s' if n != 1 else ''}, your use of {service} "
+                f"will be {what}."
+            )
+    return {
+        "reason": d["reason"],
+        "service": service,
+        "message": d["message"],
+        "note": HEADS.get(d["reason"], "This code was not run."),
+        "findings": findings,
+        "level": status.level,
+        "strikes": status.strikes if status.level != "unknown" else None,
+        "until": status.until,
+        "standing": level_sentence(status, service),
+        "next": next_step,
+        "detail": str(d.get("detail") or ""),
+        "faq_url": d["faq_url"],
+        "appeal_url": d["appeal_url"],
+    }
 
 
 # -- pages -------------------------------------------------------------------------------

@@ -154,7 +154,13 @@ class GuardConnectionMixin:
             parent,
             {
                 "data": {"text/html": html, "text/plain": f"{text}\n{detail}"},
-                "metadata": {"colab_guard": {"reason": reason, "detail": detail}},
+                "metadata": {
+                    "colab_guard": {
+                        "reason": reason,
+                        "detail": detail,
+                        "dialog": render.dialog_fields({**view, "detail": detail}),
+                    }
+                },
                 "transient": {},
             },
         )
@@ -366,7 +372,13 @@ class GuardConnectionMixin:
             parent,
             {
                 "data": {"text/html": html, "text/plain": text},
-                "metadata": {"colab_guard": {"reason": d.reason, "level": d.status.level}},
+                "metadata": {
+                    "colab_guard": {
+                        "reason": d.reason,
+                        "level": d.status.level,
+                        "dialog": render.dialog_fields(view),
+                    }
+                },
                 "transient": {},
             },
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 CELL = ".jp-Notebook .jp-Cell"
+GUARD_DIALOG = ".jp-ColabGuard-dialog"  # the body of the guard's dialogs
 OUTPUT = ".jp-OutputArea-output"
 STDIN = "input.jp-Stdin-input"
 # a session whose kernel has a websocket connection (this page's) and is idle
@@ -65,6 +66,7 @@ class NotebookPage:
         Retried once when nothing started: a click during JupyterLab's start-up can be
         lost, and a lost click ran nothing, so the retry never runs a cell twice."""
         cell = self.cell(index)
+        self.close_guard_dialogs()
         for attempt in range(2):
             self.accept_kernel_dialog()
             cell.locator(".jp-InputPrompt").click()
@@ -112,3 +114,17 @@ class NotebookPage:
             self.shot(shot)
         box.fill(answer)
         box.press("Enter")
+
+    # -- the guard's dialogs (labextension/) ------------------------------------------------
+
+    def guard_dialog(self) -> Any:
+        """The open dialog of the guard's JupyterLab extension (a jp-Dialog)."""
+        return self.page.locator(".jp-Dialog", has=self.page.locator(GUARD_DIALOG))
+
+    def close_guard_dialogs(self) -> None:
+        """Click OK on the guard's dialogs still open, as a user does before running the
+        next cell (the dialog is modal)."""
+        dialog = self.guard_dialog()
+        while dialog.count():
+            dialog.first.locator(".jp-mod-accept").click()
+            dialog.first.wait_for(state="detached")
