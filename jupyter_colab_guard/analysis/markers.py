@@ -12,34 +12,9 @@ import re
 from ..policy.keywords import word
 from .locate import keyword_lines, line_of
 
-MARKER_WORDS = frozenset(
+# doors to a shell or an evaluator (also the sinks of a user's wrapper functions)
+DOORS = frozenset(
     {
-        # decoders and builders of hidden text
-        "chr",
-        "fromhex",
-        "unhexlify",
-        "a2b_hex",
-        "b64decode",
-        "b32decode",
-        "b16decode",
-        "b85decode",
-        "a85decode",
-        "urlsafe_b64decode",
-        "standard_b64decode",
-        "decodebytes",
-        "codecs",
-        "rot13",
-        "rot_13",
-        "base64",
-        "decompress",
-        # name lookups that hide what is called
-        "__import__",
-        "import_module",
-        "getattr",
-        "__builtins__",
-        "globals",
-        "vars",
-        # doors to a shell or an evaluator
         "exec",
         "eval",
         "system",
@@ -83,6 +58,36 @@ MARKER_WORDS = frozenset(
         # the network
         "create_connection",
         "open_connection",
+    }
+)
+
+MARKER_WORDS = DOORS | frozenset(
+    {
+        # decoders and builders of hidden text
+        "chr",
+        "fromhex",
+        "unhexlify",
+        "a2b_hex",
+        "b64decode",
+        "b32decode",
+        "b16decode",
+        "b85decode",
+        "a85decode",
+        "urlsafe_b64decode",
+        "standard_b64decode",
+        "decodebytes",
+        "codecs",
+        "rot13",
+        "rot_13",
+        "base64",
+        "decompress",
+        # name lookups that hide what is called
+        "__import__",
+        "import_module",
+        "getattr",
+        "__builtins__",
+        "globals",
+        "vars",
     }
 )
 # A configuration file's name (analysis.config.EXTENSIONS); a bounded run, so linear.

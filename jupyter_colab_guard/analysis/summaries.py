@@ -19,39 +19,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from .facts import UNKNOWN, Value
+from .markers import DOORS  # words of a call's dotted name that make it a sink
 
-# Words of a call's dotted name that make it a sink (a shell, an evaluator, a process).
-DOORS = frozenset(
-    {
-        "system",
-        "system_raw",
-        "system_piped",
-        "popen",
-        "subprocess",
-        "pexpect",
-        "pty",
-        "getoutput",
-        "getstatusoutput",
-        "exec",
-        "eval",
-        "run_cell",
-        "run_cell_magic",
-        "run_line_magic",
-        "spawn",
-        "spawnl",
-        "spawnlp",
-        "spawnv",
-        "spawnvp",
-        "posix_spawn",
-        "posix_spawnp",
-        "execl",
-        "execlp",
-        "execv",
-        "execve",
-        "execvp",
-        "execvpe",
-    }
-)
 # subprocess functions imported by name (`from subprocess import run`): sinks only then.
 SUBPROCESS_VERBS = frozenset({"run", "call", "check_call", "check_output", "popen"})
 MAX_PASSES = 4  # rounds over a cell's functions (wrappers of wrappers defined above them)

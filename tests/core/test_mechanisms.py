@@ -14,31 +14,12 @@ from pathlib import Path
 
 import pytest
 from leaf_cases import schema_errors
+from test_analysis_mechanics import HEAD, rule
 
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.analysis.repos import repository
 from jupyter_colab_guard.policy import load_policy
 from jupyter_colab_guard.policy.loader import PolicyError, parse_policy
-
-HEAD = """version: 1
-name: mechanisms
-categories:
-  - id: misuse
-    title: Misuse
-    description: Test category.
-    action: block
-    severity: high
-rules:
-"""
-
-
-def rule(rule_id: str, match: str) -> str:
-    return (
-        f"  - id: {rule_id}\n    category: misuse\n    message: Test rule.\n"
-        f"    match:\n{match}\n"
-        '    examples:\n      match: ["x"]\n      no_match: ["x = 1"]\n'
-    )
-
 
 RULES = [
     rule("miner", "      shell: {program: [xmrig]}"),
