@@ -20,6 +20,7 @@ nav{display:flex;gap:1rem;border-bottom:1px solid #ddd;padding-bottom:.5rem}
 .status-open{color:#b06000}.status-accepted{color:#137333}.status-rejected{color:#a50e0e}
 .voided{color:#5f6368;text-decoration:line-through}
 form.inline{display:inline}input[type=text],select{min-width:12rem}
+form.grant label{display:inline-block;margin:.2rem .8rem .2rem 0}
 .answer{background:#f1f3f4;padding:.4rem;margin:.3rem 0}
 """
 
@@ -191,7 +192,7 @@ def exception_rows(excs: list[dict[str, Any]], urls: Urls, xsrf: str, with_user:
     head = "<th>User</th>" if with_user else ""
     return (
         f"<table><tr>{head}<th>Category</th><th>Rule</th><th>Reason</th><th>Granted</th>"
-        f"<th>Expires</th><th></th></tr>{''.join(rows)}</table>"
+        f"<th>Expires at</th><th></th></tr>{''.join(rows)}</table>"
         + ("" if excs else "<p>No active exceptions.</p>")
     )
 
@@ -216,7 +217,8 @@ def grant_form(urls: Urls, xsrf: str, policy: Any, user: str | None) -> str:
         + f"<label>Category <select name='category'>{cats}</select></label> "
         + f"<label>Rule <select name='rule'>{rules}</select></label><br>"
         + "<label>Reason <input type='text' name='reason' maxlength='5000'></label> "
-        + "<label>Expires after (UTC, optional) <input type='date' name='expires'></label> "
+        + "<label>Valid through (a UTC date, optional) <input type='date' name='expires'>"
+        + "</label> "
         + "<button type='submit'>Grant exception</button>"
     )
     return post_form(urls.exceptions, xsrf, inner, cls="grant")
@@ -246,7 +248,7 @@ def user_page_admin(
         + f"<p>Strikes since the last reset: <b>{esc(status.strikes)}</b>. Level: "
         + f"<span class='level'>{esc(status.level)}</span>{until}.</p>{reset}"
         + f"<h2>Exceptions</h2>{exception_rows(excs, urls, xsrf, with_user=False)}"
-        + grant_form(urls, xsrf, policy, user)
+        + f"<h3>Grant an exception</h3>{grant_form(urls, xsrf, policy, user)}"
         + f"<h2>Appeals</h2>{appeals_table(appeals, urls, xsrf)}"
         + f"<h2>Events</h2>{user_events_table(events)}"
     )
@@ -353,11 +355,19 @@ def error_page(service: str, code: int, reason: str, message: str) -> str:
 # -- the user's own page and the FAQ ---------------------------------------------------------
 
 
-def my_appeals(appeals: list[dict[str, Any]]) -> str:
+def my_appeals(appeals: list[dict[str, Any]], events: list[dict[str, Any]]) -> str:
     if not appeals:
         return "<p>You have sent no appeals.</p>"
+    by_id = {e.get("id"): e for e in events}
     rows = []
     for a in appeals:
+        ev = by_id.get(a.get("event_id"))
+        if ev:
+            about = f"{esc(ev.get('rule'))} ({esc(fmt_time(ev.get('ts')))})"
+        elif a.get("event_id") is not None:
+            about = f"event #{esc(a['event_id'])}"
+        else:
+            about = "the latest strike before it"
         note = esc(a.get("note")) if a.get("note") else ""
         when = fmt_time(a.get("answered_at"))
         answer = (
@@ -368,12 +378,12 @@ def my_appeals(appeals: list[dict[str, Any]]) -> str:
         )
         rows.append(
             f"<tr class='appeal-{esc(a.get('status'))}'><td>{esc(fmt_time(a.get('ts')))}</td>"
-            f"<td><pre>{esc(a.get('message'))}</pre></td>"
+            f"<td>{about}</td><td><pre>{esc(a.get('message'))}</pre></td>"
             f"<td class='status-{esc(a.get('status'))}'>{esc(a.get('status'))}</td>"
             f"<td>{answer}</td></tr>"
         )
     return (
-        "<table id='my-appeals'><tr><th>Sent</th><th>Message</th><th>Status</th>"
+        "<table id='my-appeals'><tr><th>Sent</th><th>About</th><th>Message</th><th>Status</th>"
         f"<th>Answer</th></tr>{''.join(rows)}</table>"
     )
 
@@ -419,7 +429,7 @@ def user_page(
         f"<p>The prohibited actions on {esc(service)} are listed in the "
         f"<a href='{esc(faq_url)}'>FAQ</a>.</p>"
         f"<h2>Events</h2>{events_table(shown, show_evidence, show_evidence)}"
-        f"<h2>Your appeals</h2>{my_appeals(appeals)}"
+        f"<h2>Your appeals</h2>{my_appeals(appeals, events)}"
         "<h2 id='appeal'>Appeal</h2><p>If a warning was a false positive, explain what you "
         "were doing. An administrator will review it; the answer appears above.</p>"
         "<form id='appeal-form'><label>Strike <select name='event_id'>"
