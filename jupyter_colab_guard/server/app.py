@@ -87,6 +87,14 @@ class ColabGuardApp(ExtensionApp):
         help="URL the guard POSTs a JSON notification to on a suspension and on appeals "
         "(new, accepted, rejected); empty: off. Sent from a thread of its own, retried.",
     )
+
+    @validate("webhook_url")
+    def _validate_webhook_url(self, proposal: Any) -> Any:
+        url = proposal["value"]
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url must be an http:// or https:// URL, not {url!r}")
+        return url
+
     webhook_secret = Unicode(
         "",
         config=True,

@@ -318,3 +318,26 @@ async def test_json_exceptions_api_keeps_its_checks(fetch_json, web):
                  {"user": "bob", "category": "noisy", "expires_at": "yesterday"}):  # fmt: skip
         r = await web("colab-guard/api/admin/exceptions", method="POST", body=json.dumps(body))
         assert r.code == 400, body
+
+
+async def test_an_expired_exception_stops_applying_in_the_kernel(
+    kernel_client, fetch_json, tmp_path
+):
+    from guard_helpers import V1, server_refusal
+
+    kc = await kernel_client("bob", V1)
+    # a command only the kernel's runtime check sees (read from a file at run time)
+    name = tmp_path / "name.txt"
+    name.write_text("forbidden-tool")
+    cell = f"import subprocess\nsubprocess.run([open({str(name)!r}).read()])"
+    res = await kc.execute(cell)
+    assert server_refusal(res) is None and res["reply"]["ename"] == "ProhibitedCodeError"
+    grant = {"user": "bob", "rule": "forbidden-tool-shell", "expires_at": time.time() + 3}
+    await fetch_json("colab-guard", "api", "admin", "exceptions", user="root", body=grant,
+                     method="POST")  # fmt: skip
+    res = await kc.execute(cell)  # excepted: the program is looked for (and is not there)
+    assert res["reply"]["ename"] == "FileNotFoundError", res["reply"]
+    await asyncio.sleep(3.2)
+    # expired: the kernel's guard stops it again, with nothing rewritten for it
+    res = await kc.execute(cell)
+    assert res["reply"]["ename"] == "ProhibitedCodeError", res["reply"]

@@ -188,3 +188,14 @@ async def test_server_calls_the_webhook_on_suspension_and_appeals(
     rejected = next(b for b in got if b["event"] == "appeal.rejected")
     assert rejected["appeal"]["status"] == "rejected" and rejected["voided_event"] is None
     assert all(signed(h, b) for s, h, b in receiver.requests if s == 200)
+
+
+def test_only_http_urls_are_accepted() -> None:
+    from jupyter_colab_guard.server.app import ColabGuardApp
+
+    app = ColabGuardApp()
+    app.webhook_url = "https://hooks.example/guard"  # control
+    for bad in ("file:///etc/passwd", "ftp://x/", "hooks.example/guard"):
+        with pytest.raises(ValueError, match="http"):
+            app.webhook_url = bad
+    assert app.webhook_url == "https://hooks.example/guard"
