@@ -13,7 +13,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from . import events as E
+from . import admin_actions as A
 from .service import GuardService, ReportRejected
 
 USER_RESOURCE = "colab_guard"
@@ -136,11 +136,6 @@ class AdminHandler(GuardMixin, APIHandler):
     def admin(self) -> str:
         return self.guard_user
 
-    def emit(self, action: str, user: str | None, detail: Any = None) -> None:
-        data = {"admin": self.admin, "action": action, "user": user}
-        data["detail"] = json.dumps(detail) if detail is not None else None
-        self.guard.events.emit(E.ADMIN, data)
-
 
 class AdminUsersHandler(AdminHandler):
     @web.authenticated
@@ -176,12 +171,10 @@ class AdminResetHandler(AdminHandler):
         guard, admin = self.guard, self.admin
 
         def reset() -> dict[str, Any]:
-            guard.store.reset(user, by=admin)
+            A.reset(guard, admin, user)
             return status_json(guard, user)
 
-        out = await self.in_pool(reset)
-        self.emit("reset", user)
-        self.finish(json.dumps(out))
+        self.finish(json.dumps(await self.in_pool(reset)))
 
 
 class AdminExceptionsHandler(AdminHandler):
@@ -195,8 +188,6 @@ class AdminExceptionsHandler(AdminHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        from . import admin_actions as A
-
         body = self.get_json_body() or {}
         if not isinstance(body, dict):
             raise web.HTTPError(400, "a JSON object is required")
@@ -215,18 +206,8 @@ class AdminExceptionHandler(AdminHandler):
     @authorized
     async def delete(self, exception_id: str) -> None:
         guard, admin, xid = self.guard, self.admin, int(exception_id)
-
-        def revoke() -> str | None:
-            rows = [x for x in guard.store.exceptions(active=True) if x["id"] == xid]
-            if not rows or not guard.store.revoke_exception(xid, admin):
-                return None
-            guard.refresh_kernel_identities(rows[0]["user"])
-            return str(rows[0]["user"])
-
-        user = await self.in_pool(revoke)
-        if user is None:
+        if await self.in_pool(lambda: A.revoke(guard, admin, xid)) is None:
             raise web.HTTPError(404, "no such active exception")
-        self.emit("revoke_exception", user, {"id": xid})
         self.set_status(204)
         self.finish()
 
