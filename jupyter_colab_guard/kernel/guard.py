@@ -8,6 +8,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,7 +170,11 @@ class Guard:
 
     def excepted(self, finding: Any) -> bool:
         """Whether an admin-granted exception of this kernel's user covers a finding."""
+        now = time.time()
         for x in self.exceptions:
+            expires = x.get("expires_at")
+            if isinstance(expires, (int, float)) and expires <= now:
+                continue  # expired: applies no more
             if (x.get("category") and x["category"] == finding.category) or (
                 x.get("rule") and x["rule"] == finding.rule
             ):

@@ -22,9 +22,17 @@ from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, ins
 from .runtime import RuntimeEnforcer
 from .service import GuardService
 from .settings import DEFAULT_MESSAGE, GuardSettings
+from .webhook import Webhook
 from .websocket import SETTINGS_KEY, guarded_connection_class
 
 PACKAGE = "jupyter_colab_guard"
+# set in the environment of a single-user server JupyterHub spawned
+HUB_ENV = ("JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_PREFIX", "JUPYTERHUB_USER")
+
+
+def under_hub() -> bool:
+    """Whether this server was spawned by JupyterHub."""
+    return any(os.environ.get(name) for name in HUB_ENV)
 
 
 class ColabGuardApp(ExtensionApp):
@@ -65,6 +73,39 @@ class ColabGuardApp(ExtensionApp):
         help="Under JupyterHub: Hub admins (the Hub's user model says admin) are guard "
         "admins too, in addition to admin_users.",
     )
+    owner_is_admin = Bool(
+        True,
+        config=True,
+        help="On a single-user server (jupyter_server's token/password login, identity "
+        "'owner'), the server's owner is a guard admin: the admin console and API. Never "
+        "under JupyterHub (there hub_admins and admin_users decide). False: only "
+        "admin_users.",
+    )
+    webhook_url = Unicode(
+        "",
+        config=True,
+        help="URL the guard POSTs a JSON notification to on a suspension and on appeals "
+        "(new, accepted, rejected); empty: off. Sent from a thread of its own, retried.",
+    )
+
+    @validate("webhook_url")
+    def _validate_webhook_url(self, proposal: Any) -> Any:
+        url = proposal["value"]
+        if url and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"webhook_url must be an http:// or https:// URL, not {url!r}")
+        return url
+
+    webhook_secret = Unicode(
+        "",
+        config=True,
+        help="Shared secret: each webhook body is signed (HMAC-SHA256) in the header "
+        "X-Colab-Guard-Signature: sha256=<hex>.",
+    )
+    webhook_retries = Int(5, config=True, help="Webhook attempts after the first failed one.")
+    webhook_backoff = Float(
+        2.0, config=True, help="Seconds before the first webhook retry; doubled at each retry."
+    )
+    webhook_timeout = Float(10.0, config=True, help="Seconds one webhook attempt may take.")
     store_url = Unicode(
         "",
         config=True,
@@ -357,6 +398,7 @@ class ColabGuardApp(ExtensionApp):
             events=guard_events,
             snapshot_dir=os.path.join(sa.runtime_dir, "colab_guard"),
             hub_admins=self.hub_admins,
+            owner_admin=self.owner_is_admin and not under_hub(),
             check_workers=self.check_workers,
             settings=GuardSettings(
                 service_name=self.service_name,
@@ -381,6 +423,16 @@ class ColabGuardApp(ExtensionApp):
             on_suspended=self._on_suspended,
         )
         guard.load_initial_policy()
+        if self.webhook_url:
+            guard.webhook = Webhook(
+                self.webhook_url,
+                secret=self.webhook_secret,
+                service=self.service_name,
+                retries=self.webhook_retries,
+                backoff=self.webhook_backoff,
+                timeout=self.webhook_timeout,
+                log=self.log,
+            )
         self.guard = guard
 
         # authoritative check on the kernel websocket
@@ -508,7 +560,10 @@ class ColabGuardApp(ExtensionApp):
             )
 
     def _on_suspended(self, user: str) -> None:
-        """Called from a check thread or the loop: shut the user's kernels down."""
+        """Called from a check thread or the loop: tell the webhook, shut the user's
+        kernels down."""
+        if self.guard is not None and self.guard.webhook is not None:
+            self.guard.webhook.send("suspended", user, level="suspended")
         loop = self.guard.loop if self.guard is not None else None
         if loop is not None and loop.is_running():
             try:
@@ -541,6 +596,8 @@ class ColabGuardApp(ExtensionApp):
         if self.runtime is not None:
             self.runtime.stop()
         if self.guard is not None:
+            if self.guard.webhook is not None:
+                self.guard.webhook.stop()
             self.guard.pool.shutdown(wait=False, cancel_futures=True)
             self.guard.policies.shutdown()
             try:

@@ -9,13 +9,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import allow_unauthenticated, authorized
-from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from jupyter_server.utils import url_path_join
 from tornado import web
 
-from . import events as E
-from . import render
+from . import admin_actions as A
 from .service import GuardService, ReportRejected
 
 USER_RESOURCE = "colab_guard"
@@ -73,42 +71,6 @@ class GuardMixin(ExtensionHandlerMixin):
             ) from err
 
 
-class FaqHandler(GuardMixin, JupyterHandler):
-    auth_resource = USER_RESOURCE
-
-    @web.authenticated
-    @authorized
-    def get(self) -> None:
-        policy = self.guard.policy
-        by_cat: dict[str, list[Any]] = {}
-        for rule in policy.rules if policy else []:
-            by_cat.setdefault(rule.category, []).append(rule)
-        self.finish(render.faq_page(policy, self.guard.service_name, by_cat))
-
-
-class UserPageHandler(GuardMixin, JupyterHandler):
-    auth_resource = USER_RESOURCE
-
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        user, guard = self.guard_user, self.guard
-        status, events = await self.in_pool(lambda: (guard.status(user), guard.store.events(user)))
-        xsrf = self.xsrf_token
-        self.finish(
-            render.user_page(
-                user,
-                status,
-                events,
-                guard.service_name,
-                guard.faq_url,
-                url_path_join(self.base_url, "colab-guard/api/appeals"),
-                xsrf.decode() if isinstance(xsrf, bytes) else xsrf,
-                show_evidence=guard.show_evidence,
-            )
-        )
-
-
 class MyStrikesHandler(GuardMixin, APIHandler):
     auth_resource = USER_RESOURCE
 
@@ -116,10 +78,11 @@ class MyStrikesHandler(GuardMixin, APIHandler):
     @authorized
     async def get(self) -> None:
         user, guard = self.guard_user, self.guard
-        out, events = await self.in_pool(
-            lambda: (status_json(guard, user), guard.store.events(user))
+        out, events, appeals = await self.in_pool(
+            lambda: (status_json(guard, user), guard.store.events(user), guard.store.appeals(user))
         )
         out["events"] = [event_json(e, guard.show_evidence) for e in events]
+        out["appeals"] = [event_json(a) for a in appeals]  # with the admins' answers
         self.finish(json.dumps(out))
 
 
@@ -147,6 +110,12 @@ class AppealHandler(GuardMixin, APIHandler):
             return store.add_appeal(user, message[:MAX_APPEAL], event_id)
 
         aid = await self.in_pool(appeal)  # one at a time per user: the limit holds
+        if self.guard.webhook is not None:
+            self.guard.webhook.send(
+                "appeal.new",
+                user,
+                appeal={"id": aid, "event_id": event_id, "message": message[:MAX_APPEAL]},
+            )
         self.set_status(201)
         self.finish(json.dumps({"id": aid, "status": "open"}))
 
@@ -166,11 +135,6 @@ class AdminHandler(GuardMixin, APIHandler):
     @property
     def admin(self) -> str:
         return self.guard_user
-
-    def emit(self, action: str, user: str | None, detail: Any = None) -> None:
-        data = {"admin": self.admin, "action": action, "user": user}
-        data["detail"] = json.dumps(detail) if detail is not None else None
-        self.guard.events.emit(E.ADMIN, data)
 
 
 class AdminUsersHandler(AdminHandler):
@@ -207,12 +171,10 @@ class AdminResetHandler(AdminHandler):
         guard, admin = self.guard, self.admin
 
         def reset() -> dict[str, Any]:
-            guard.store.reset(user, by=admin)
+            A.reset(guard, admin, user)
             return status_json(guard, user)
 
-        out = await self.in_pool(reset)
-        self.emit("reset", user)
-        self.finish(json.dumps(out))
+        self.finish(json.dumps(await self.in_pool(reset)))
 
 
 class AdminExceptionsHandler(AdminHandler):
@@ -229,30 +191,12 @@ class AdminExceptionsHandler(AdminHandler):
         body = self.get_json_body() or {}
         if not isinstance(body, dict):
             raise web.HTTPError(400, "a JSON object is required")
-        user, cat, rule = body.get("user"), body.get("category"), body.get("rule")
-        if not isinstance(user, str) or not user.strip() or len(user) > 255:
-            raise web.HTTPError(400, "user must be a non-empty string")
-        if not (cat or rule):
-            raise web.HTTPError(400, "one of category / rule is required")
-        for name, value in (("category", cat), ("rule", rule)):
-            if value is not None and (not isinstance(value, str) or len(value) > 128):
-                raise web.HTTPError(400, f"{name} must be a string")
         guard, admin = self.guard, self.admin
-        policy = guard.policy
-        if policy is not None:
-            if cat and cat not in policy.categories:
-                raise web.HTTPError(400, f"unknown category {cat!r}")
-            if rule and rule not in {r.id for r in policy.rules}:
-                raise web.HTTPError(400, f"unknown rule {rule!r}")
-        reason = str(body.get("reason") or "")[:MAX_APPEAL]
-
-        def grant() -> int:
-            eid = guard.store.grant_exception(user, admin, cat or None, rule or None, reason)
-            guard.refresh_kernel_identities(user)  # reads the store, writes files
-            return eid
-
-        eid = await self.in_pool(grant)
-        self.emit("grant_exception", user, {"id": eid, "category": cat, "rule": rule})
+        args = [body.get(k) for k in ("user", "category", "rule", "reason", "expires_at")]
+        try:
+            eid = await self.in_pool(lambda: A.grant(guard, admin, *args))
+        except ValueError as err:
+            raise web.HTTPError(400, str(err)) from err
         self.set_status(201)
         self.finish(json.dumps({"id": eid}))
 
@@ -262,18 +206,8 @@ class AdminExceptionHandler(AdminHandler):
     @authorized
     async def delete(self, exception_id: str) -> None:
         guard, admin, xid = self.guard, self.admin, int(exception_id)
-
-        def revoke() -> str | None:
-            rows = [x for x in guard.store.exceptions(active=True) if x["id"] == xid]
-            if not rows or not guard.store.revoke_exception(xid, admin):
-                return None
-            guard.refresh_kernel_identities(rows[0]["user"])
-            return str(rows[0]["user"])
-
-        user = await self.in_pool(revoke)
-        if user is None:
+        if await self.in_pool(lambda: A.revoke(guard, admin, xid)) is None:
             raise web.HTTPError(404, "no such active exception")
-        self.emit("revoke_exception", user, {"id": xid})
         self.set_status(204)
         self.finish()
 
@@ -317,10 +251,11 @@ class KernelReportHandler(GuardMixin, APIHandler):
 
 
 def handlers() -> list[tuple[str, type]]:
+    from .console_handlers import console_handlers  # it imports this module
+
     name = "[^/]+"
     return [
-        (r"/colab-guard/?", UserPageHandler),
-        (r"/colab-guard/faq", FaqHandler),
+        *console_handlers(),  # the console, the user's page, the FAQ
         (r"/colab-guard/api/strikes/me", MyStrikesHandler),
         (r"/colab-guard/api/appeals", AppealHandler),
         (r"/colab-guard/api/kernel/reports", KernelReportHandler),

@@ -126,7 +126,11 @@ class KernelRegistry:
             "groups": list(info.groups),
             "tier": self.users.tier_of(info.user),
             "exceptions": [
-                {"category": x.get("category"), "rule": x.get("rule")}
+                {
+                    "category": x.get("category"),
+                    "rule": x.get("rule"),
+                    "expires_at": x.get("expires_at"),
+                }
                 for x in self.standing.admin_exceptions(info.user)
             ],
         }

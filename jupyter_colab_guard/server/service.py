@@ -32,6 +32,7 @@ from .reports import KernelReports, ReportRejected
 from .settings import DEFAULT_MESSAGE, GuardSettings
 from .standing import UserStanding, excepted
 from .users import UserResolver
+from .webhook import Webhook
 
 # kept importable from here
 __all__ = [
@@ -93,6 +94,7 @@ class GuardService:
     user_tiers = Via[dict[str, str]]("users")
     default_tier = Via[str | None]("users")
     hub_admins = Via[bool]("users")
+    owner_admin = Via[bool]("users")
     # the policy in force
     policy_path = Via[str | None]("policies")
     kernel_policy_path = Via[str | None]("policies")
@@ -124,6 +126,7 @@ class GuardService:
         dedupe_window: float = 300.0,
         snapshot_dir: str | None = None,
         hub_admins: bool = False,
+        owner_admin: bool = False,
         check_workers: int = 4,
         settings: GuardSettings | None = None,
         on_suspended: Callable[[str], None] | None = None,
@@ -133,6 +136,8 @@ class GuardService:
         self.store = store
         self.ladder = ladder
         self.events = events
+        # the operator's webhook (suspensions, appeals); set by the app, None: off
+        self.webhook: Webhook | None = None
         self.settings = replace(
             settings or GuardSettings(),
             fail_mode=fail_mode,
@@ -148,6 +153,7 @@ class GuardService:
             user_tiers=user_tiers,
             default_tier=default_tier,
             hub_admins=hub_admins,
+            owner_admin=owner_admin,
         )
         self.standing = UserStanding(store, ladder)
         self.policies = PolicyHolder(policy_path, events, self.settings)

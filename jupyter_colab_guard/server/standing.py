@@ -26,6 +26,12 @@ def excepted(excs: list[dict[str, Any]], category: str | None, rule: str | None)
     )
 
 
+def unexpired(excs: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
+    """The exceptions of ``excs`` whose expiry date (if any) has not passed."""
+    now = time.time() if now is None else now
+    return [x for x in excs if x.get("expires_at") is None or x["expires_at"] > now]
+
+
 class UserStanding:
     def __init__(self, store: StrikeStore, ladder: list[Step]) -> None:
         self.store = store
@@ -50,12 +56,12 @@ class UserStanding:
         fail open (and never grants anything)."""
         hit = self._exc_cache.get(user)
         if hit and hit[0] > time.monotonic():
-            return hit[1]
+            return unexpired(hit[1])  # one that expires stops applying at once
         try:
             rows = self.store.exceptions(user=user)
         except Exception as err:
             log.error("colab-guard: cannot read the exceptions of %s: %s", user, err)
-            return hit[1] if hit else []
+            return unexpired(hit[1]) if hit else []
         self._exc_cache[user] = (time.monotonic() + EXCEPTIONS_TTL, rows)
         return rows
 

@@ -19,6 +19,7 @@ class UserResolver:
         user_tiers: dict[str, str],
         default_tier: str | None,
         hub_admins: bool = False,
+        owner_admin: bool = False,
     ) -> None:
         self.owner = owner
         self.owner_mode = uses_owner(identity_mode, identity_provider)
@@ -27,6 +28,8 @@ class UserResolver:
         self.default_tier = default_tier
         # JupyterHub: the Hub's admin flag (hub_user["admin"]) makes a guard admin
         self.hub_admins = hub_admins
+        # a single-user server: its owner (every logged-in request, owner mode) is an admin
+        self.owner_admin = owner_admin
 
     def resolve_user(self, user_obj: Any) -> str:
         """The user strikes land on (see identity.py)."""
@@ -41,9 +44,12 @@ class UserResolver:
         return Identity(user=user, groups=user_groups(user_obj), tier=self.tier_of(user))
 
     def is_admin(self, user: str, user_obj: Any = None) -> bool:
-        """In ``admin_users``, or (``hub_admins``) a JupyterHub admin according to the
+        """In ``admin_users``, the owner of a single-user server (``owner_admin``, only in
+        owner mode), or (``hub_admins``) a JupyterHub admin according to the
         Hub's own user model of this request (never a claim of the client)."""
         if user in self.admin_users:
+            return True
+        if self.owner_admin and self.owner_mode and user == self.owner:
             return True
         if self.hub_admins and not self.owner_mode:
             hub_user = getattr(user_obj, "hub_user", None)

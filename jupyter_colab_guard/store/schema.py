@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: appeal answers, exception expiry, voided events
 
 metadata = MetaData()
 
@@ -53,6 +53,9 @@ events = Table(
     Column("detail", Text),
     Column("strike", Boolean, nullable=False, default=False),
     Column("level", String(32)),
+    # v2: an admin accepted an appeal of this strike: kept, but no longer counted
+    Column("voided_by", String(255)),
+    Column("voided_at", Float),
 )
 Index("ix_colab_guard_events_user_ts", events.c.user, events.c.ts)
 Index("ix_colab_guard_events_dedupe", events.c.kernel_id, events.c.cell_hash)
@@ -77,6 +80,7 @@ exceptions = Table(
     Column("granted_at", Float, nullable=False),
     Column("revoked_by", String(255)),
     Column("revoked_at", Float),
+    Column("expires_at", Float),  # v2: stops applying at this time (None: never)
 )
 
 appeals = Table(
@@ -87,5 +91,21 @@ appeals = Table(
     Column("user", String(255), nullable=False, index=True),
     Column("event_id", Integer),
     Column("message", Text, nullable=False),
-    Column("status", String(16), nullable=False, default="open"),
+    Column("status", String(16), nullable=False, default="open"),  # open|accepted|rejected
+    # v2: the admin's answer
+    Column("answered_by", String(255)),
+    Column("answered_at", Float),
+    Column("note", Text),
 )
+
+# columns added by each schema version: version -> [(table, column)]
+ADDED_COLUMNS: dict[int, list[tuple[Table, str]]] = {
+    2: [
+        (events, "voided_by"),
+        (events, "voided_at"),
+        (exceptions, "expires_at"),
+        (appeals, "answered_by"),
+        (appeals, "answered_at"),
+        (appeals, "note"),
+    ],
+}

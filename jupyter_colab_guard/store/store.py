@@ -31,6 +31,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     text,
@@ -182,7 +183,10 @@ class StrikeStore:
             except StoreError:
                 raise
             except (IntegrityError, ProgrammingError, OperationalError) as err:
-                raced = "already exists" in str(err) or "database is locked" in str(err)
+                raced = any(
+                    m in str(err)
+                    for m in ("already exists", "database is locked", "duplicate column")
+                )
                 if not isinstance(err, IntegrityError) and not raced:
                     raise  # unreachable database etc.: no point in retrying here
                 # another process created a table or the version row first
@@ -331,7 +335,12 @@ class StrikeStore:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(S.events.c.ts)
-                .where(S.events.c.user == user, S.events.c.strike.is_(True), S.events.c.ts > start)
+                .where(
+                    S.events.c.user == user,
+                    S.events.c.strike.is_(True),
+                    S.events.c.voided_at.is_(None),  # a strike an admin removed
+                    S.events.c.ts > start,
+                )
                 .order_by(S.events.c.ts)
             )
             times = [float(r.ts) for r in rows]
@@ -377,17 +386,32 @@ class StrikeStore:
                 q = q.where(S.events.c.rule == rule)
             return conn.execute(q.limit(1)).first() is not None
 
-    def users(self) -> list[dict[str, Any]]:
-        """Every user with events: total events and strikes since the last reset."""
+    @staticmethod
+    def _user_filter(q: Any, search: str | None) -> Any:
+        if search:
+            q = q.where(func.lower(S.events.c.user).contains(search.lower(), autoescape=True))
+        return q
+
+    def count_users(self, search: str | None = None) -> int:
+        """How many users have events (whose name contains ``search``)."""
+        q = self._user_filter(select(func.count(func.distinct(S.events.c.user))), search)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
+    def users(
+        self, search: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Users with events, by name (whose name contains ``search``, case-insensitive;
+        a page of ``limit`` from ``offset``): total events and strikes since the last
+        reset (voided strikes do not count)."""
         e, u = S.events, S.users
         since_reset = or_(u.c.reset_at.is_(None), e.c.ts > u.c.reset_at)
+        counts = and_(e.c.strike.is_(True), e.c.voided_at.is_(None), since_reset)
         q = (
             select(
                 e.c.user,
                 func.count().label("events"),
-                func.sum(func.cast(and_(e.c.strike.is_(True), since_reset), S.Integer)).label(
-                    "strikes"
-                ),
+                func.sum(func.cast(counts, S.Integer)).label("strikes"),
                 func.max(e.c.ts).label("last_ts"),
                 func.max(u.c.reset_at).label("reset_at"),
             )
@@ -395,6 +419,9 @@ class StrikeStore:
             .group_by(e.c.user)
             .order_by(e.c.user)
         )
+        q = self._user_filter(q, search)
+        if limit is not None:
+            q = q.limit(limit).offset(offset)
         with self.engine.connect() as conn:
             return [{**_row(r), "strikes": int(r.strikes or 0)} for r in conn.execute(q)]
 
@@ -410,8 +437,15 @@ class StrikeStore:
                 conn.execute(insert(S.users).values(user=user, reset_at=ts, reset_by=by))
 
     def grant_exception(
-        self, user: str, by: str, category: str | None, rule: str | None, reason: str = ""
+        self,
+        user: str,
+        by: str,
+        category: str | None,
+        rule: str | None,
+        reason: str = "",
+        expires_at: float | None = None,
     ) -> int:
+        """``expires_at``: the exception stops applying then (None: until revoked)."""
         if not (category or rule):
             raise ValueError("an exception needs a category or a rule")
         with self.engine.begin() as conn:
@@ -423,6 +457,7 @@ class StrikeStore:
                     reason=reason,
                     granted_by=by,
                     granted_at=time.time(),
+                    expires_at=expires_at,
                 )
             )
             return int(res.inserted_primary_key[0])
@@ -437,12 +472,18 @@ class StrikeStore:
                 ).rowcount
             )
 
-    def exceptions(self, user: str | None = None, active: bool = True) -> list[dict[str, Any]]:
-        q = select(S.exceptions).order_by(S.exceptions.c.id)
+    def exceptions(
+        self, user: str | None = None, active: bool = True, now: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Exceptions by id; ``active``: neither revoked nor expired (at ``now``)."""
+        x = S.exceptions
+        q = select(x).order_by(x.c.id)
         if user is not None:
-            q = q.where(S.exceptions.c.user == user)
+            q = q.where(x.c.user == user)
         if active:
-            q = q.where(S.exceptions.c.revoked_at.is_(None))
+            now = time.time() if now is None else now
+            unexpired = or_(x.c.expires_at.is_(None), x.c.expires_at > now)
+            q = q.where(x.c.revoked_at.is_(None), unexpired)
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
 
@@ -455,13 +496,81 @@ class StrikeStore:
             )
             return int(res.inserted_primary_key[0])
 
-    def appeals(self, user: str | None = None) -> list[dict[str, Any]]:
-        q = select(S.appeals).order_by(S.appeals.c.ts.desc())
+    def appeals(self, user: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Appeals, newest first (of ``user``, in ``status`` open/accepted/rejected)."""
+        q = select(S.appeals).order_by(S.appeals.c.ts.desc(), S.appeals.c.id.desc())
         if user is not None:
             q = q.where(S.appeals.c.user == user)
+        if status is not None:
+            q = q.where(S.appeals.c.status == status)
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
 
+    def get_appeal(self, appeal_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(S.appeals).where(S.appeals.c.id == appeal_id)).first()
+            return _row(r) if r else None
+
+    def answer_appeal(
+        self, appeal_id: int, by: str, accept: bool, note: str = ""
+    ) -> dict[str, Any] | None:
+        """Accept or reject an open appeal, in one transaction. Accepting voids the
+        appealed strike (the event stays, marked, and stops counting): the appeal's
+        event when it names a strike of the user, else the user's latest counting strike
+        made before the appeal. Returns the answered appeal with ``voided_event`` (an
+        event id or None); None when the appeal is unknown or already answered."""
+        a, e = S.appeals, S.events
+        now = time.time()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(a).where(a.c.id == appeal_id)).first()
+            if row is None:
+                return None
+            done = conn.execute(
+                update(a)
+                .where(a.c.id == appeal_id, a.c.status == "open")
+                .values(
+                    status="accepted" if accept else "rejected",
+                    answered_by=by,
+                    answered_at=now,
+                    note=note,
+                )
+            ).rowcount
+            if not done:  # answered meanwhile (by another admin)
+                return None
+            voided = None
+            if accept:
+                counting = and_(e.c.user == row.user, e.c.strike.is_(True), e.c.voided_at.is_(None))
+                q = select(e.c.id).where(counting)
+                if row.event_id is not None:
+                    q = q.where(e.c.id == row.event_id)
+                else:
+                    q = q.where(e.c.ts <= row.ts).order_by(e.c.ts.desc(), e.c.id.desc())
+                voided = conn.execute(q.limit(1)).scalar()
+                if voided is not None:
+                    conn.execute(
+                        update(e).where(e.c.id == voided).values(voided_by=by, voided_at=now)
+                    )
+            out = _row(conn.execute(select(a).where(a.c.id == appeal_id)).first())
+        return {**out, "voided_event": voided}
+
+
+def _add_columns(version: int) -> Callable[[Any], None]:
+    """A migration that adds the columns ``schema.ADDED_COLUMNS[version]`` lists (all
+    nullable, so existing rows stay valid); a column already there is left alone."""
+
+    def migrate(conn: Any) -> None:
+        quote = conn.dialect.identifier_preparer.quote
+        for table, name in S.ADDED_COLUMNS[version]:
+            have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+            if name in have:
+                continue
+            col_type = table.c[name].type.compile(dialect=conn.dialect)
+            conn.execute(
+                text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {col_type}")
+            )
+
+    return migrate
+
 
 # target version -> function(conn) that upgrades from target - 1
-MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _add_columns(2)}

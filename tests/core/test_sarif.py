@@ -472,11 +472,11 @@ def test_default_policy_report_is_valid(
 
 def test_help_uri_anchors_exist_on_the_servers_faq_page(tmp_path: Path, policy: Path) -> None:
     from jupyter_colab_guard.policy import load_policy
-    from jupyter_colab_guard.server.render import faq_page
+    from jupyter_colab_guard.server.console import faq_page
 
     write_notebook(tmp_path / "nb.ipynb", code("import auditmod\n!forbidden-tool\n!loud-horn\n"))
     _, sarif = sarif_of(tmp_path, policy, "nb.ipynb")
-    page = faq_page(load_policy(str(policy)), "Service", {})
+    page = faq_page(load_policy(str(policy)), "Service")
     rules = sarif["runs"][0]["tool"]["driver"]["rules"]
     assert len(rules) == 3
     for rule in rules:

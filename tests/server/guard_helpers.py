@@ -25,10 +25,24 @@ class TokenUserProvider(IdentityProvider):
     def get_user(self, handler: Any) -> User | None:
         scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
         name = TOKENS.get(token.strip()) if scheme.lower() == "token" else None
-        if name is None:
-            return None
-        handler._token_authenticated = True
-        return User(username=name)
+        if name is not None:
+            handler._token_authenticated = True  # no XSRF check, as jupyter_server does
+            return User(username=name)
+        # a browser-like login: a cookie, so forms need their XSRF token
+        cookie = handler.get_cookie(LOGIN_COOKIE)
+        name = TOKENS.get(cookie or "")
+        return User(username=name) if name else None
+
+
+LOGIN_COOKIE = "guard-test-login"
+
+
+def cookie_header(user: str, xsrf: str | None = None) -> dict[str, str]:
+    """Headers of a browser-like session of ``user`` (and its ``_xsrf`` cookie)."""
+    cookies = f"{LOGIN_COOKIE}={user}-token"
+    if xsrf:
+        cookies += f"; _xsrf={xsrf}"
+    return {"Cookie": cookies}
 
 
 def auth_header(user: str) -> dict[str, str]:
