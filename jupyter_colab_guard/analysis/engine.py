@@ -69,6 +69,33 @@ class KeywordIndex:
         return found
 
 
+# Which facts a regex leaf of each kind reads (as _regex_ok says, one fact at a time).
+_READS = {
+    "url": ("url",),
+    "string": ("string", "url"),
+    "shell": ("shell",),
+    "connect": ("connect",),
+}
+
+
+def _texts_by_leaf_kind(facts: list[Fact]) -> dict[str, list[tuple[str, Fact]]]:
+    """For each regex leaf kind, the distinct texts of the facts it reads, each with the
+    first fact that has it, in fact order: a leaf's first matching fact is then found with
+    one search per distinct text (a connect without host text is never read)."""
+    out: dict[str, list[tuple[str, Fact]]] = {}
+    for leaf_kind, kinds in _READS.items():
+        seen: set[str] = set()
+        rows: list[tuple[str, Fact]] = []
+        for fact in facts:
+            if fact.kind not in kinds or fact.text in seen:
+                continue
+            if fact.text or leaf_kind != "connect":
+                seen.add(fact.text)
+                rows.append((fact.text, fact))
+        out[leaf_kind] = rows
+    return out
+
+
 def _given_text(value: Value) -> str:
     """An argument that is there: its literal text, or "" when it is not a literal (so '.*'
     means 'given' and any pattern that needs characters needs a literal)."""
@@ -135,6 +162,9 @@ class Engine:
                     gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
                     self.gate_rules[gate][keyword].append(rule.id)
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
+        # every line keyword as plain text: which of them a cell holds at all (see ``present``)
+        self.line_texts = {bare(k) for ks in self.rule_line_keywords.values() for k in ks}
+        self._line_index = KeywordIndex(self.line_texts)
         self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
         self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
@@ -142,6 +172,14 @@ class Engine:
             checks = _conjuncts(rule.match)
             if checks and rule.id not in self.always_live:
                 self.conjuncts[rule.id] = checks
+
+    def present(self, keywords: Iterable[str], lowered: str, text: TextIndex) -> set[str]:
+        """The keywords that can mark a line of ``lowered`` (``text``: its words): a rule's
+        keyword whose text does not occur in it anywhere cannot, so it is left out (the
+        lines found stay the same; the line search gets shorter). Others are kept."""
+        held = self._line_index.hits(lowered, text)
+        known = self.line_texts
+        return {k for k in keywords if (plain := bare(k)) in held or plain not in known}
 
     def wants_args(self, qualname: str) -> bool:
         """Whether a call's arguments matter enough to resolve names for them."""
@@ -288,11 +326,13 @@ class Engine:
             candidates = list(self.ungated)
             for keyword in self.regex_index.hits(texts):
                 candidates.extend(self.gated[keyword])
+            texts_of = _texts_by_leaf_kind(regex_facts)
             for leaf in candidates:
-                if leaf.index in hits:
+                if leaf.index in hits or leaf.pattern is None:
                     continue
-                for fact in regex_facts:
-                    if self._regex_ok(leaf, fact):
+                search = leaf.pattern.search
+                for text, fact in texts_of.get(leaf.kind, ()):
+                    if search(text):
                         hit(leaf, fact)
                         break
         return hits
