@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
+from ..policy.regex import Regex, RegexError, compile_regex
 from .facts import UNKNOWN, Fact, Value
 from .locate import ENDLESS_TEXT
 from .repos import repository
@@ -78,21 +81,70 @@ _READS = {
 }
 
 
-def _texts_by_leaf_kind(facts: list[Fact]) -> dict[str, list[tuple[str, Fact]]]:
-    """For each regex leaf kind, the distinct texts of the facts it reads, each with the
-    first fact that has it, in fact order: a leaf's first matching fact is then found with
-    one search per distinct text (a connect without host text is never read)."""
-    out: dict[str, list[tuple[str, Fact]]] = {}
+# Between joined texts: a line break (`.` stops there, and in multi-line mode `^` and `$`
+# match next to it, as they do at each text's start and end), then a character `\s` does
+# not match; no word character, so \b and \B see what they see at a text's ends.
+_SEPARATOR = "\n\x00\n"
+# What a joined search cannot stand for: \A and \z, and turning multi-line mode off.
+_TEXT_ENDS = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
+
+
+def joined_pattern(pattern: Regex) -> Regex | None:
+    """The pattern for a search of joined texts: in multi-line mode, so that ^ and $ also
+    match at each text's start and end. Every match inside one text is then a match of the
+    joined text at the same place (there are more: it is a filter). None: cannot be."""
+    if _TEXT_ENDS.search(pattern.pattern):
+        return None
+    try:
+        return compile_regex("(?m)" + pattern.pattern)
+    except RegexError:
+        return None
+
+
+class _Texts:
+    """The distinct texts one kind of regex leaf reads, in fact order, each with the first
+    fact that has it. A leaf's first matching fact takes one search of all the texts joined
+    (no match there: none in any text), then text by text from the text where that match
+    starts (no text before it has a match: it would have been found first)."""
+
+    __slots__ = ("_joined", "_starts", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Fact]] = []
+        self._joined: str | None = None
+        self._starts: list[int] = []
+
+    def first_match(self, pattern: Regex, joined: Regex | None) -> Fact | None:
+        rows = self.rows
+        begin = 0
+        if len(rows) > 1 and joined is not None:
+            if self._joined is None:
+                self._joined = _SEPARATOR.join(text for text, _ in rows)
+                gap = len(_SEPARATOR)
+                self._starts = list(accumulate((len(t) + gap for t, _ in rows[:-1]), initial=0))
+            found = joined.search(self._joined)
+            if found is None:
+                return None
+            begin = bisect.bisect_right(self._starts, found.start()) - 1
+        for text, fact in rows[begin:]:
+            if pattern.search(text):
+                return fact
+        return None
+
+
+def _texts_by_leaf_kind(facts: list[Fact]) -> dict[str, _Texts]:
+    """For each regex leaf kind, the texts of the facts it reads (as _regex_ok says; a
+    connect without host text is never read)."""
+    out: dict[str, _Texts] = {}
     for leaf_kind, kinds in _READS.items():
         seen: set[str] = set()
-        rows: list[tuple[str, Fact]] = []
+        texts = out[leaf_kind] = _Texts()
         for fact in facts:
             if fact.kind not in kinds or fact.text in seen:
                 continue
             if fact.text or leaf_kind != "connect":
                 seen.add(fact.text)
-                rows.append((fact.text, fact))
-        out[leaf_kind] = rows
+                texts.rows.append((fact.text, fact))
     return out
 
 
@@ -125,6 +177,7 @@ class Engine:
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
         self.binaries: list[Leaf] = []  # binary leaves: only ever facts of kind "binary"
         self.listens: list[Leaf] = []  # listen leaves: only ever facts of kind "listen"
+        self._joined: dict[int, Regex | None] = {}  # leaf -> its pattern for joined texts
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
@@ -328,13 +381,13 @@ class Engine:
                 candidates.extend(self.gated[keyword])
             texts_of = _texts_by_leaf_kind(regex_facts)
             for leaf in candidates:
-                if leaf.index in hits or leaf.pattern is None:
+                if leaf.index in hits or leaf.pattern is None or leaf.kind not in texts_of:
                     continue
-                search = leaf.pattern.search
-                for text, fact in texts_of.get(leaf.kind, ()):
-                    if search(text):
-                        hit(leaf, fact)
-                        break
+                if leaf.index not in self._joined:
+                    self._joined[leaf.index] = joined_pattern(leaf.pattern)
+                found = texts_of[leaf.kind].first_match(leaf.pattern, self._joined[leaf.index])
+                if found is not None:
+                    hit(leaf, found)
         return hits
 
     def _repo_hits(self, fact: Fact, hit: Callable[[Leaf, Fact], None]) -> None:
