@@ -195,7 +195,7 @@ class Analyzer:
         words = tokens
         if memory.imports:  # `import zipfile` in the first cell counts for rules on later ones
             imported = {p.lower() for m in memory.imports for p in m.split(".")}
-            words = TextIndex(lowered, tokens.tokens | imported)
+            words = TextIndex(lowered, tokens.tokens | imported, own=tokens)
         live = self.engine.live_rules(lowered, shell, words)
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
         if not deep:  # `def sh(c): sp.run(c, shell=True)` with subprocess imported before

@@ -20,13 +20,21 @@ _RUN = re.compile(r"[a-z0-9]{4,}")
 
 
 class TextIndex:
-    """The words of a lower-cased text and their 4-grams, computed once for every index."""
+    """The words of a lower-cased text and their 4-grams, computed once for every index.
 
-    __slots__ = ("_grams", "tokens")
+    ``tokens`` may hold more words than the text (context: earlier cells' imports); ``own``
+    is then the index of the text alone, which ``spelled`` reads."""
 
-    def __init__(self, lowered: str, tokens: set[str] | None = None) -> None:
+    __slots__ = ("_grams", "_spelled", "lowered", "own", "tokens")
+
+    def __init__(
+        self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
+    ) -> None:
+        self.lowered = lowered
         self.tokens = tokens if tokens is not None else set(_TOKEN.findall(lowered))
+        self.own = own
         self._grams: set[str] | None = None
+        self._spelled: str | None = None
 
     @property
     def grams(self) -> set[str]:
@@ -36,17 +44,33 @@ class TextIndex:
             }
         return self._grams
 
+    @property
+    def spelled(self) -> str:
+        """Text in which a keyword made of word characters only ([a-z0-9_]) occurs exactly
+        when it occurs in the text: each distinct word of the text once, or, for a short
+        text, the text itself. (Such a keyword can only occur inside one word.)"""
+        if self.own is not None:
+            return self.own.spelled
+        if self._spelled is None:
+            lowered = self.lowered
+            self._spelled = " ".join(self.tokens) if len(lowered) > _SPELL_FROM else lowered
+        return self._spelled
+
+
+_SPELL_FROM = 4096  # characters: below, searching the text itself costs less than joining
+
 
 class KeywordIndex:
     """Which of many keywords occur in a text, in time that depends on the text only.
 
     Whole-word keywords (``\\bxmrig\\b``) are looked up in the set of the text's words;
-    substrings through 4-grams of those words, then confirmed with ``in``.
+    substrings through 4-grams of those words, then confirmed with ``in`` (in the text's
+    distinct words when the keyword is made of word characters only).
     """
 
     def __init__(self, keywords: Iterable[str]) -> None:
         self.words: dict[str, str] = {}
-        self.by_gram: dict[str, list[str]] = defaultdict(list)
+        self.by_gram: dict[str, list[tuple[str, bool]]] = defaultdict(list)
         self.short: list[str] = []  # no 4-character run: each checked with `in` (C speed)
         for keyword in sorted(set(keywords)):
             plain = bare(keyword)
@@ -55,7 +79,8 @@ class KeywordIndex:
                 continue
             runs = _RUN.findall(keyword)
             if runs:  # the end of the longest run: prefixes are shared more often than ends
-                self.by_gram[max(runs, key=len)[-4:]].append(keyword)
+                wordy = _TOKEN.fullmatch(keyword) is not None
+                self.by_gram[max(runs, key=len)[-4:]].append((keyword, wordy))
             else:
                 self.short.append(keyword)
 
@@ -63,12 +88,15 @@ class KeywordIndex:
         return bool(self.words or self.by_gram or self.short)
 
     def hits(self, lowered: str, text: TextIndex | None = None) -> set[str]:
+        """``text``: the index of ``lowered`` (its words may include context words)."""
         text = text if text is not None else TextIndex(lowered)
         found = {k for k in self.short if k in lowered}
         found.update(self.words[t] for t in text.tokens.intersection(self.words))
         if self.by_gram:
             for gram in text.grams.intersection(self.by_gram):
-                found.update(k for k in self.by_gram[gram] if k in lowered)
+                for keyword, wordy in self.by_gram[gram]:
+                    if keyword in (text.spelled if wordy else lowered):
+                        found.add(keyword)
         return found
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import libcst as cst
@@ -197,3 +198,40 @@ def test_present_keywords_mark_the_same_lines() -> None:
         assert keyword_lines(cell, lowered, kept) == lines
         marked += bool(lines)
     assert marked > 300
+
+
+# -- keyword indexes on long texts ----------------------------------------------------------
+def _long_cells() -> list[str]:
+    """The corpus cells in groups joined into long texts (past the size where the index
+    reads the text's distinct words instead of the text)."""
+    joined = ["\n".join(CELLS[i : i + 60]) for i in range(0, len(CELLS), 60)]
+    long = [text for text in joined if len(text) > 4096]
+    assert len(long) >= 5
+    return long
+
+
+def test_keyword_index_finds_what_a_plain_search_finds_in_long_texts() -> None:
+    engine = ANALYZER.engine
+    indexes = [*engine.gates.values(), engine.regex_index, engine._line_index]
+    found = 0
+    for text in _long_cells():
+        lowered = text.lower()
+        words = set(re.findall(r"[a-z0-9_]+", lowered))
+        for index in indexes:
+            expected = {k for k in index.short if k in lowered}
+            expected |= {k for w, k in index.words.items() if w in words}
+            expected |= {k for ks in index.by_gram.values() for k, _ in ks if k in lowered}
+            assert index.hits(lowered) == expected
+            assert index.hits(lowered, TextIndex(lowered)) == expected
+            found += len(expected)
+    assert found > 100
+
+
+def test_present_keywords_mark_the_same_lines_in_long_cells() -> None:
+    engine = ANALYZER.engine
+    every = {k for ks in engine.rule_line_keywords.values() for k in ks}
+    for cell in _long_cells():
+        lowered = cell.lower()
+        kept = engine.present(every, lowered, TextIndex(lowered))
+        assert kept < every
+        assert keyword_lines(cell, lowered, kept) == keyword_lines(cell, lowered, every)
