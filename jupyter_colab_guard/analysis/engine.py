@@ -245,7 +245,7 @@ class Engine:
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         # every line keyword as plain text: which of them a cell holds at all (see ``present``)
         self.line_texts = {bare(k) for ks in self.rule_line_keywords.values() for k in ks}
-        self._line_index = KeywordIndex(self.line_texts)
+        self._line_index: KeywordIndex | None = None  # built on first use
         self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
         self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
@@ -258,6 +258,8 @@ class Engine:
         """The keywords that can mark a line of ``lowered`` (``text``: its words): a rule's
         keyword whose text does not occur in it anywhere cannot, so it is left out (the
         lines found stay the same; the line search gets shorter). Others are kept."""
+        if self._line_index is None:
+            self._line_index = KeywordIndex(self.line_texts)
         held = self._line_index.hits(lowered, text)
         known = self.line_texts
         return {k for k in keywords if (plain := bare(k)) in held or plain not in known}

@@ -212,6 +212,8 @@ def _long_cells() -> list[str]:
 
 def test_keyword_index_finds_what_a_plain_search_finds_in_long_texts() -> None:
     engine = ANALYZER.engine
+    engine.present(set(), "", TextIndex(""))  # builds the line index
+    assert engine._line_index is not None
     indexes = [*engine.gates.values(), engine.regex_index, engine._line_index]
     found = 0
     for text in _long_cells():
