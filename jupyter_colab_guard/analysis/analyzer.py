@@ -12,7 +12,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from ..policy.keywords import word
@@ -196,7 +195,7 @@ class Analyzer:
         words = tokens
         if memory.imports:  # `import zipfile` in the first cell counts for rules on later ones
             imported = {p.lower() for m in memory.imports for p in m.split(".")}
-            words = TextIndex(lowered, tokens.tokens | imported)
+            words = TextIndex(lowered, tokens.tokens | imported, own=tokens)
         live = self.engine.live_rules(lowered, shell, words)
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
         if not deep:  # `def sh(c): sp.run(c, shell=True)` with subprocess imported before
@@ -227,17 +226,20 @@ class Analyzer:
             return _Result([self._error_finding(exc)])
 
     def _wanted_lines(
-        self, code: str, memory: Memory, live: set[str] | None, words: set[str]
+        self, code: str, memory: Memory, live: set[str] | None, text: TextIndex
     ) -> tuple[set[int], set[int]]:
-        """Lines worth a deep look: (lines with a rule's keyword, lines with a marker)."""
+        """Lines worth a deep look: (lines with a rule's keyword, lines with a marker);
+        ``text``: the words of the lower-cased code."""
         if self.exhaustive:
             return set(range(1, code.count("\n") + 2)), set()
         lowered = code.lower()
+        words = text.tokens
         starts = line_starts(code)
         rules = self.engine.rule_line_keywords
         keywords: set[str] = set()
         for rule_id in live if live is not None else rules:
             keywords |= rules.get(rule_id, set())
+        keywords = self.engine.present(keywords, lowered, text)
         keywords |= {name.lower() for name in _memory_names(memory)}
         keywords |= set(_env_refs(memory))
         keywords |= {word(name.lower()) for name in memory.sink_names}
@@ -281,10 +283,10 @@ class Analyzer:
         facts = FactSet()
         scanner = PythonScanner(facts, memory, None)
         scanner.wants_args = self.engine.wants_args
-        words = tokens.tokens if code is given else TextIndex(code.lower()).tokens
-        if may_define_wrapper(words, memory.functions, memory.imports):
+        text = tokens if code is given else TextIndex(code.lower())
+        if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
-        strong, weak = self._wanted_lines(code, memory, live, words)
+        strong, weak = self._wanted_lines(code, memory, live, text)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
         wanted = snippets(code, tree, strong)
@@ -343,9 +345,8 @@ class Analyzer:
         parse in time, not parsable on its own, or an internal error: that statement only)."""
         if len(snip.text) > MAX_SNIPPET_CHARS:
             return False
-        try:
-            module = cst.parse_module(snip.text)
-        except Exception:
+        module = index.parse(snip.text)
+        if module is None:
             facts.add(
                 Fact(
                     "string",
@@ -410,9 +411,11 @@ class Analyzer:
         lines = source.split("\n")
         lowered = source.lower()
         starts = line_starts(source)
+        text = TextIndex(lowered)
         keywords = {k for ks in self.engine.rule_line_keywords.values() for k in ks}
+        keywords = self.engine.present(keywords, lowered, text)
         wanted = keyword_lines(source, lowered, keywords, starts)
-        wanted |= marker_lines(source, lowered, TextIndex(lowered).tokens, starts)
+        wanted |= marker_lines(source, lowered, text.tokens, starts)
         wanted |= {n for n, line in enumerate(lines, start=1) if SHELL_ENTRY.match(line)}
         for number in sorted(wanted):
             stripped = lines[number - 1].strip()

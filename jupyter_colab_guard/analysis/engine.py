@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
+from ..policy.regex import Regex, RegexError, compile_regex
 from .facts import UNKNOWN, Fact, Value
 from .locate import ENDLESS_TEXT
 from .repos import repository
@@ -17,13 +20,21 @@ _RUN = re.compile(r"[a-z0-9]{4,}")
 
 
 class TextIndex:
-    """The words of a lower-cased text and their 4-grams, computed once for every index."""
+    """The words of a lower-cased text and their 4-grams, computed once for every index.
 
-    __slots__ = ("_grams", "tokens")
+    ``tokens`` may hold more words than the text (context: earlier cells' imports); ``own``
+    is then the index of the text alone, which ``spelled`` reads."""
 
-    def __init__(self, lowered: str, tokens: set[str] | None = None) -> None:
+    __slots__ = ("_grams", "_spelled", "lowered", "own", "tokens")
+
+    def __init__(
+        self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
+    ) -> None:
+        self.lowered = lowered
         self.tokens = tokens if tokens is not None else set(_TOKEN.findall(lowered))
+        self.own = own
         self._grams: set[str] | None = None
+        self._spelled: str | None = None
 
     @property
     def grams(self) -> set[str]:
@@ -33,17 +44,33 @@ class TextIndex:
             }
         return self._grams
 
+    @property
+    def spelled(self) -> str:
+        """Text in which a keyword made of word characters only ([a-z0-9_]) occurs exactly
+        when it occurs in the text: each distinct word of the text once, or, for a short
+        text, the text itself. (Such a keyword can only occur inside one word.)"""
+        if self.own is not None:
+            return self.own.spelled
+        if self._spelled is None:
+            lowered = self.lowered
+            self._spelled = " ".join(self.tokens) if len(lowered) > _SPELL_FROM else lowered
+        return self._spelled
+
+
+_SPELL_FROM = 4096  # characters: below, searching the text itself costs less than joining
+
 
 class KeywordIndex:
     """Which of many keywords occur in a text, in time that depends on the text only.
 
     Whole-word keywords (``\\bxmrig\\b``) are looked up in the set of the text's words;
-    substrings through 4-grams of those words, then confirmed with ``in``.
+    substrings through 4-grams of those words, then confirmed with ``in`` (in the text's
+    distinct words when the keyword is made of word characters only).
     """
 
     def __init__(self, keywords: Iterable[str]) -> None:
         self.words: dict[str, str] = {}
-        self.by_gram: dict[str, list[str]] = defaultdict(list)
+        self.by_gram: dict[str, list[tuple[str, bool]]] = defaultdict(list)
         self.short: list[str] = []  # no 4-character run: each checked with `in` (C speed)
         for keyword in sorted(set(keywords)):
             plain = bare(keyword)
@@ -52,7 +79,8 @@ class KeywordIndex:
                 continue
             runs = _RUN.findall(keyword)
             if runs:  # the end of the longest run: prefixes are shared more often than ends
-                self.by_gram[max(runs, key=len)[-4:]].append(keyword)
+                wordy = _TOKEN.fullmatch(keyword) is not None
+                self.by_gram[max(runs, key=len)[-4:]].append((keyword, wordy))
             else:
                 self.short.append(keyword)
 
@@ -60,13 +88,92 @@ class KeywordIndex:
         return bool(self.words or self.by_gram or self.short)
 
     def hits(self, lowered: str, text: TextIndex | None = None) -> set[str]:
+        """``text``: the index of ``lowered`` (its words may include context words)."""
         text = text if text is not None else TextIndex(lowered)
         found = {k for k in self.short if k in lowered}
         found.update(self.words[t] for t in text.tokens.intersection(self.words))
         if self.by_gram:
             for gram in text.grams.intersection(self.by_gram):
-                found.update(k for k in self.by_gram[gram] if k in lowered)
+                for keyword, wordy in self.by_gram[gram]:
+                    if keyword in (text.spelled if wordy else lowered):
+                        found.add(keyword)
         return found
+
+
+# Which facts a regex leaf of each kind reads (as _regex_ok says, one fact at a time).
+_READS = {
+    "url": ("url",),
+    "string": ("string", "url"),
+    "shell": ("shell",),
+    "connect": ("connect",),
+}
+
+
+# Between joined texts: a line break (`.` stops there, and in multi-line mode `^` and `$`
+# match next to it, as they do at each text's start and end), then a character `\s` does
+# not match; no word character, so \b and \B see what they see at a text's ends.
+_SEPARATOR = "\n\x00\n"
+# What a joined search cannot stand for: \A and \z, and turning multi-line mode off.
+_TEXT_ENDS = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
+
+
+def joined_pattern(pattern: Regex) -> Regex | None:
+    """The pattern for a search of joined texts: in multi-line mode, so that ^ and $ also
+    match at each text's start and end. Every match inside one text is then a match of the
+    joined text at the same place (there are more: it is a filter). None: cannot be."""
+    if _TEXT_ENDS.search(pattern.pattern):
+        return None
+    try:
+        return compile_regex("(?m)" + pattern.pattern)
+    except RegexError:
+        return None
+
+
+class _Texts:
+    """The distinct texts one kind of regex leaf reads, in fact order, each with the first
+    fact that has it. A leaf's first matching fact takes one search of all the texts joined
+    (no match there: none in any text), then text by text from the text where that match
+    starts (no text before it has a match: it would have been found first)."""
+
+    __slots__ = ("_joined", "_starts", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Fact]] = []
+        self._joined: str | None = None
+        self._starts: list[int] = []
+
+    def first_match(self, pattern: Regex, joined: Regex | None) -> Fact | None:
+        rows = self.rows
+        begin = 0
+        if len(rows) > 1 and joined is not None:
+            if self._joined is None:
+                self._joined = _SEPARATOR.join(text for text, _ in rows)
+                gap = len(_SEPARATOR)
+                self._starts = list(accumulate((len(t) + gap for t, _ in rows[:-1]), initial=0))
+            found = joined.search(self._joined)
+            if found is None:
+                return None
+            begin = bisect.bisect_right(self._starts, found.start()) - 1
+        for text, fact in rows[begin:]:
+            if pattern.search(text):
+                return fact
+        return None
+
+
+def _texts_by_leaf_kind(facts: list[Fact]) -> dict[str, _Texts]:
+    """For each regex leaf kind, the texts of the facts it reads (as _regex_ok says; a
+    connect without host text is never read)."""
+    out: dict[str, _Texts] = {}
+    for leaf_kind, kinds in _READS.items():
+        seen: set[str] = set()
+        texts = out[leaf_kind] = _Texts()
+        for fact in facts:
+            if fact.kind not in kinds or fact.text in seen:
+                continue
+            if fact.text or leaf_kind != "connect":
+                seen.add(fact.text)
+                texts.rows.append((fact.text, fact))
+    return out
 
 
 def _given_text(value: Value) -> str:
@@ -98,6 +205,7 @@ class Engine:
         self.ungated: list[Leaf] = []  # regex leaves without keywords: always tried
         self.binaries: list[Leaf] = []  # binary leaves: only ever facts of kind "binary"
         self.listens: list[Leaf] = []  # listen leaves: only ever facts of kind "listen"
+        self._joined: dict[int, Regex | None] = {}  # leaf -> its pattern for joined texts
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
@@ -135,6 +243,9 @@ class Engine:
                     gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
                     self.gate_rules[gate][keyword].append(rule.id)
         self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
+        # every line keyword as plain text: which of them a cell holds at all (see ``present``)
+        self.line_texts = {bare(k) for ks in self.rule_line_keywords.values() for k in ks}
+        self._line_index: KeywordIndex | None = None  # built on first use
         self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
         self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
@@ -142,6 +253,16 @@ class Engine:
             checks = _conjuncts(rule.match)
             if checks and rule.id not in self.always_live:
                 self.conjuncts[rule.id] = checks
+
+    def present(self, keywords: Iterable[str], lowered: str, text: TextIndex) -> set[str]:
+        """The keywords that can mark a line of ``lowered`` (``text``: its words): a rule's
+        keyword whose text does not occur in it anywhere cannot, so it is left out (the
+        lines found stay the same; the line search gets shorter). Others are kept."""
+        if self._line_index is None:
+            self._line_index = KeywordIndex(self.line_texts)
+        held = self._line_index.hits(lowered, text)
+        known = self.line_texts
+        return {k for k in keywords if (plain := bare(k)) in held or plain not in known}
 
     def wants_args(self, qualname: str) -> bool:
         """Whether a call's arguments matter enough to resolve names for them."""
@@ -288,13 +409,15 @@ class Engine:
             candidates = list(self.ungated)
             for keyword in self.regex_index.hits(texts):
                 candidates.extend(self.gated[keyword])
+            texts_of = _texts_by_leaf_kind(regex_facts)
             for leaf in candidates:
-                if leaf.index in hits:
+                if leaf.index in hits or leaf.pattern is None or leaf.kind not in texts_of:
                     continue
-                for fact in regex_facts:
-                    if self._regex_ok(leaf, fact):
-                        hit(leaf, fact)
-                        break
+                if leaf.index not in self._joined:
+                    self._joined[leaf.index] = joined_pattern(leaf.pattern)
+                found = texts_of[leaf.kind].first_match(leaf.pattern, self._joined[leaf.index])
+                if found is not None:
+                    hit(leaf, found)
         return hits
 
     def _repo_hits(self, fact: Fact, hit: Callable[[Leaf, Fact], None]) -> None:

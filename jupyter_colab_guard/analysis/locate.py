@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,12 +44,11 @@ def keyword_lines(
     code: str, lowered: str, keywords: Iterable[str], starts: list[int] | None = None
 ) -> set[int]:
     """1-based lines of ``code`` where any of the keywords occurs (one regex pass)."""
-    words = {bare(k) for k in keywords if bare(k) != k}
-    parts = [re.escape(bare(k)) for k in sorted(set(keywords), key=len, reverse=True)]
-    if not parts:
+    chosen = frozenset(keywords)
+    if not chosen:
         return set()
+    pattern, words = _pattern(chosen)
     starts = starts if starts is not None else line_starts(code)
-    pattern = re.compile("|".join(parts))  # literal-first: the regex engine scans fast
     lines: set[int] = set()
     match = pattern.search(lowered)
     while match is not None:
@@ -65,6 +65,20 @@ def keyword_lines(
             break
         match = pattern.search(lowered, starts[line])  # go on from the next line
     return lines
+
+
+@functools.lru_cache(maxsize=512)
+def _pattern(keywords: frozenset[str]) -> tuple[re.Pattern[str], frozenset[str]]:
+    """One alternation of the keywords, longest first (literal-first: the regex engine scans
+    fast), and the keywords that must stand as whole words. Compiled once per keyword set."""
+    words = frozenset(bare(k) for k in keywords if bare(k) != k)
+    parts = [re.escape(bare(k)) for k in sorted(keywords, key=_longest_first)]
+    return re.compile("|".join(parts)), words
+
+
+def _longest_first(keyword: str) -> tuple[int, str]:
+    # (as before: by the keyword's own length, `\\b` included; equal lengths in a fixed order)
+    return -len(keyword), keyword
 
 
 def _WORDCHAR(char: str) -> bool:

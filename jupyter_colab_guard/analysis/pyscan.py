@@ -17,6 +17,7 @@ from .fold import Binding, Folder, Lookup, as_text
 from .ipymagics import MagicsMixin
 from .shell import MAX_DEPTH, ShellScanner
 from .summaries import Summary, bind_arguments, body_module
+from .walk import walk
 
 URL_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|magnet:\?|git@[\w.-]+:)\S+$", re.IGNORECASE)
 WRITES = frozenset({"write", "write_text", "write_bytes", "writelines"})
@@ -169,11 +170,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self, module: cst.Module, base: int = 0, indent: int = 0, looped: bool = False
     ) -> None:
         self.module, self.base, self.indent, self.looped = module, base, indent, looped
-        module.visit(self)
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        tick()  # the check's time budget, once per node
-        return super().on_visit(node)
+        walk(self, module)  # module.visit(self), without rebuilding the tree; ticks per node
 
     def _on_decoded(self, text: str) -> None:
         if self._current is not None:

@@ -45,6 +45,7 @@ class CellIndex:
         self._lines = code.split("\n")
         self._cache: dict[tuple[str, int], Binding | None] = {}
         self._statements: dict[int, PythonScanner | None] = {}  # first line -> its scope
+        self._modules: dict[str, cst.Module | None] = {}  # statement text -> its libcst tree
         self._budget = PARSE_BUDGET
         self._index: dict[str, list[int]] | None = None  # every name, when built
         self._by_name: dict[str, list[int]] = {}
@@ -69,6 +70,18 @@ class CellIndex:
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 self._tree = ast.Module(body=[], type_ignores=[])
         return self._tree
+
+    def parse(self, text: str) -> cst.Module | None:
+        """libcst's tree of one statement's text, parsed once per cell and shared by the deep
+        visit and name resolution (None: libcst cannot parse it)."""
+        if text in self._modules:
+            return self._modules[text]
+        try:
+            module: cst.Module | None = cst.parse_module(text)
+        except Exception:
+            module = None
+        self._modules[text] = module
+        return module
 
     def lookup_before(self, line: int) -> Lookup:
         """A lookup for code at ``line`` (1-based; a huge number means 'after the cell')."""
@@ -141,9 +154,8 @@ class CellIndex:
             return None  # (a statement too large for libcst in time binds nothing we know)
         tick()
         self._budget -= 1
-        try:
-            module = cst.parse_module(snippet.text)
-        except Exception:
+        module = self.parse(snippet.text)
+        if module is None:
             return None
         scanner = PythonScanner(FactSet(), Memory(), self.lookup_before(snippet.first_line))
         scanner.bindings_only = True

@@ -1,0 +1,239 @@
+"""The analyzer's speed shortcuts give exactly what the plain way gives.
+
+- ``walk`` makes the same visit/leave calls, in the same order, as libcst's ``node.visit``;
+- a regex leaf's search over all fact texts joined finds the same first fact as searching
+  the facts one by one (anchors, multi-line texts, matches across two texts);
+- the keyword line search over only the keywords a cell holds marks the same lines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import libcst as cst
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jupyter_colab_guard.analysis import Analyzer, walk
+from jupyter_colab_guard.analysis.engine import (
+    Engine,
+    TextIndex,
+    _texts_by_leaf_kind,
+    joined_pattern,
+)
+from jupyter_colab_guard.analysis.facts import Fact
+from jupyter_colab_guard.analysis.locate import keyword_lines
+from jupyter_colab_guard.analysis.transform import transform
+from jupyter_colab_guard.policy import load_policy
+from jupyter_colab_guard.policy.model import Leaf
+from jupyter_colab_guard.policy.regex import compile_regex
+
+CASES = Path(__file__).parents[1] / "cases"
+POLICY = load_policy(None)
+ANALYZER = Analyzer(POLICY)
+CELLS = [
+    cell
+    for name in ("positive.yaml", "negatives.yaml")
+    for case in yaml.safe_load((CASES / name).read_text())
+    for cell in case["cells"]
+] + [cell for r in POLICY.rules for cell in (*r.examples_match, *r.examples_no_match)]
+
+
+# -- walk ------------------------------------------------------------------------------
+class Recorder(cst.CSTVisitor):
+    """Logs every visit and leave; a bare string statement is not entered (as pyscan)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, str, int]] = []
+
+
+def _add_hooks() -> None:
+    for name, cls in vars(cst).items():
+        if not (isinstance(cls, type) and issubclass(cls, cst.CSTNode)):
+            continue
+
+        def visit(self: Recorder, node: cst.CSTNode, name: str = name) -> bool:
+            self.log.append(("visit", name, id(node)))
+            return not (isinstance(node, cst.Expr) and isinstance(node.value, cst.SimpleString))
+
+        def leave(self: Recorder, node: cst.CSTNode, name: str = name) -> None:
+            self.log.append(("leave", name, id(node)))
+
+        setattr(Recorder, f"visit_{name}", visit)
+        setattr(Recorder, f"leave_{name}", leave)
+
+
+_add_hooks()
+
+
+def _same_walk(source: str) -> None:
+    module = cst.parse_module(source)
+    theirs, ours = Recorder(), Recorder()
+    module.visit(theirs)
+    walk.walk(ours, module)
+    assert ours.log == theirs.log
+    assert len(ours.log) > 2
+
+
+FSTRINGS = [
+    # the first f-string field has no format spec: the spec, seen later, must be walked too
+    "a = f'{x}'\nb = f'{y:>{width}}'\nc = f'{z!r:{fmt(w)}}'\n",
+    "def f(a, /, b=1, *c, d: int = 2, **e) -> None:\n    return lambda q, *r: q\n",
+    "async def g():\n    async with a() as b, c as d:\n        await e\n    async for x in y:\n"
+    "        yield x\n",
+    "match p:\n    case {'k': [1, *rest]} | Point(x=0) if rest:\n        pass\n    case _:\n"
+    "        pass\n",
+    "try:\n    pass\nexcept* (A, B) as e:\n    raise X from e\nfinally:\n    del a[1:2, ::3]\n",
+    "from . import a\nfrom .b import (c as d, e)\nfrom f import *\nimport g.h as i, j\n",
+    "x = [i for i in y if i] + {k: v for k, v in z} + {*s} + (t := 1,)\n",
+    "@dec(1)\nclass C(B, metaclass=M):\n    '''doc'''\n    x: int = 1\n    global q\n",
+    "'doc'\nprint(*a, **b, sep='')\nx = a if b else c\nassert not a < b <= c, 'm'\n",
+]
+
+
+@pytest.mark.parametrize("source", FSTRINGS)
+def test_walk_visits_like_libcst_on_every_kind_of_node(source: str) -> None:
+    walk._FIELDS.clear()  # learn each node's fields from these sources first
+    walk._PLANS.clear()
+    _same_walk(source)
+
+
+def test_walk_visits_like_libcst_on_the_case_corpus() -> None:
+    walked = 0
+    for cell in CELLS:
+        try:
+            source = transform(cell)[0]
+            cst.parse_module(source)
+        except Exception:
+            continue
+        _same_walk(source)
+        walked += 1
+    assert walked > 300
+
+
+# -- regex leaves over joined texts --------------------------------------------------------
+def _first_one_by_one(leaf: Leaf, facts: list[Fact]) -> Fact | None:
+    return next((f for f in facts if Engine._regex_ok(leaf, f)), None)
+
+
+def _first_joined(leaf: Leaf, facts: list[Fact]) -> Fact | None:
+    assert leaf.pattern is not None
+    texts = _texts_by_leaf_kind(facts).get(leaf.kind)
+    if texts is None:
+        return None
+    return texts.first_match(leaf.pattern, joined_pattern(leaf.pattern))
+
+
+PATTERNS = [
+    r"^foo$",
+    r"^foo",
+    r"foo$",
+    r"\Afoo",
+    r"foo\z",
+    r"(?-m:^foo)",
+    r"(?m)^bar$",
+    r"foo\s+bar",
+    r"foo.*bar",
+    r"foo[^x]*bar",
+    r"\bfoo\b",
+    r"\Bfoo",
+    r"foo\B",
+    r"o\nb",
+    r"x*",
+    r"(?s)foo.bar",
+]
+TEXTS = ["foo", "bar", "xfoo", "foo\nbar", "a foo", "foo ", "", "-foo-", "barfoo", "FOO\n"]
+
+
+def _leaf(kind: str, pattern: str, index: int) -> Leaf:
+    return Leaf(kind, pattern=compile_regex(pattern), keywords=("foo",), index=index)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["string", "url", "shell", "connect"]), st.sampled_from(TEXTS)),
+        max_size=8,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_joined_search_finds_the_first_fact_like_one_by_one(rows: list[tuple[str, str]]) -> None:
+    facts = [Fact(kind, text=text, evidence=str(i)) for i, (kind, text) in enumerate(rows)]
+    for index, (kind, pattern) in enumerate(itertools.product(("string", "url"), PATTERNS)):
+        leaf = _leaf(kind, pattern, index)
+        assert _first_joined(leaf, facts) is _first_one_by_one(leaf, facts), (pattern, rows)
+
+
+def test_joined_search_agrees_for_every_leaf_of_the_default_policy() -> None:
+    texts = [line for cell in CELLS for line in (cell, *cell.splitlines())]
+    facts = [
+        Fact(kind, text=text, evidence=str(i))
+        for i, text in enumerate(texts)
+        for kind in ("string", "shell", "url", "connect")
+    ]
+    hits = 0
+    for leaf in POLICY.leaves:
+        if leaf.pattern is None or leaf.kind not in ("string", "shell", "url", "connect"):
+            continue
+        expected = _first_one_by_one(leaf, facts)
+        assert _first_joined(leaf, facts) is expected, leaf.pattern.pattern
+        hits += expected is not None
+    assert hits > 100  # the examples do match: the comparison is not between two Nones
+
+
+# -- keyword lines over the keywords a cell holds ------------------------------------------
+def test_present_keywords_mark_the_same_lines() -> None:
+    engine = ANALYZER.engine
+    every = {k for ks in engine.rule_line_keywords.values() for k in ks}
+    marked = 0
+    for cell in CELLS:
+        lowered = cell.lower()
+        kept = engine.present(every, lowered, TextIndex(lowered))
+        assert kept <= every
+        lines = keyword_lines(cell, lowered, every)
+        assert keyword_lines(cell, lowered, kept) == lines
+        marked += bool(lines)
+    assert marked > 300
+
+
+# -- keyword indexes on long texts ----------------------------------------------------------
+def _long_cells() -> list[str]:
+    """The corpus cells in groups joined into long texts (past the size where the index
+    reads the text's distinct words instead of the text)."""
+    joined = ["\n".join(CELLS[i : i + 60]) for i in range(0, len(CELLS), 60)]
+    long = [text for text in joined if len(text) > 4096]
+    assert len(long) >= 5
+    return long
+
+
+def test_keyword_index_finds_what_a_plain_search_finds_in_long_texts() -> None:
+    engine = ANALYZER.engine
+    engine.present(set(), "", TextIndex(""))  # builds the line index
+    assert engine._line_index is not None
+    indexes = [*engine.gates.values(), engine.regex_index, engine._line_index]
+    found = 0
+    for text in _long_cells():
+        lowered = text.lower()
+        words = set(re.findall(r"[a-z0-9_]+", lowered))
+        for index in indexes:
+            expected = {k for k in index.short if k in lowered}
+            expected |= {k for w, k in index.words.items() if w in words}
+            expected |= {k for ks in index.by_gram.values() for k, _ in ks if k in lowered}
+            assert index.hits(lowered) == expected
+            assert index.hits(lowered, TextIndex(lowered)) == expected
+            found += len(expected)
+    assert found > 100
+
+
+def test_present_keywords_mark_the_same_lines_in_long_cells() -> None:
+    engine = ANALYZER.engine
+    every = {k for ks in engine.rule_line_keywords.values() for k in ks}
+    for cell in _long_cells():
+        lowered = cell.lower()
+        kept = engine.present(every, lowered, TextIndex(lowered))
+        assert kept < every
+        assert keyword_lines(cell, lowered, kept) == keyword_lines(cell, lowered, every)
