@@ -636,11 +636,17 @@ def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:
 
 
 def _package_name(spec: str) -> str:
-    """`Foo_Bar[x]>=1.0` -> `foo-bar`; `./chrome-remote-desktop_current_amd64.deb` -> its name."""
+    """`Foo_Bar[x]>=1.0` -> `foo-bar`; `./chrome-remote-desktop_current_amd64.deb` -> its name;
+    an npm scope stays (`@whiskeysockets/baileys@6` -> `@whiskeysockets/baileys`)."""
     spec = spec.strip("'\"")
+    scope = ""
+    if spec.startswith("@") and "/" in spec:
+        scope, spec = spec.split("/", 1)
+        scope = scope.lower() + "/"
     if spec.endswith(".deb"):
         spec = posixpath.basename(spec).split("_")[0]
     elif spec.endswith((".whl", ".tar.gz", ".zip")):
         spec = posixpath.basename(spec).split("-")[0]
     spec = re.split(r"[\[<>=!~;@ ]|:(?=\w)", spec, maxsplit=1)[0]
-    return re.sub(r"[-_.]+", "-", spec).lower().strip("-")
+    name = re.sub(r"[-_.]+", "-", spec).lower().strip("-")
+    return scope + name if name else ""

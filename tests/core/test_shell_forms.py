@@ -85,3 +85,22 @@ def test_default_policy_sees_the_command(default: Analyzer, cell: str, rule: str
 def test_control_the_same_words_without_a_command_stay_quiet(default: Analyzer) -> None:
     assert not default.check("# while true; do ./xmrig; done")
     assert not default.check("!echo 22 > port.txt")
+
+
+def installs(line: str) -> list[str]:
+    facts = FactSet()
+    ShellScanner(facts, {}, {}, lambda *_: None).scan(line, Anchor())
+    return [f.name for f in facts.of("install")]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("npm install @whiskeysockets/baileys", "@whiskeysockets/baileys"),
+        ("npm i -g @Scope/Pkg@6.7.0 left-pad", "@scope/pkg"),
+        ("npm install discord.js@14", "discord-js"),
+        ("pip install Foo_Bar[x]>=1.0", "foo-bar"),
+    ],
+)
+def test_npm_scopes_stay_in_package_names(line: str, expected: str) -> None:
+    assert expected in installs(line)
