@@ -81,6 +81,16 @@ _WRAPPER_OPTS_WITH_VALUE = {
     "parallel": set(),
 }
 _POSITIONAL_FIRST = {"timeout": 1, "taskset": 1, "chroot": 1}
+# Reserved words that open or continue a compound command: the program follows them
+# (`while true; do curl ...; done`, `if ! pgrep x; then ./x; fi`, `{ ./x; }`).
+RESERVED = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!", "{", "}"})
+# A file descriptor written against its redirect (`2>`, `1>>`, `0<`); `22 > log` is an
+# argument followed by a redirect.
+_FD_REDIRECT = re.compile(r"(?:^|(?<=[\s;&|(]))(\d+)(?=[<>])")
+_SPLIT_OPERATORS = ("&&", "||", ";;", "|&", ";", "&", "|", "(", ")")
+
+# screen option clusters that take a value: -S NAME, -dmS NAME, -mS NAME, -dmSL NAME
+_SCREEN_VALUE = re.compile(r"-[A-Za-z]*[Sc][A-Za-z]*")
 
 Analyze = Callable[[str, Anchor, int], None]
 
@@ -126,13 +136,30 @@ def _tokenize(line: str) -> list[str]:
     lexer.whitespace_split = True
     lexer.commenters = "#"
     try:
-        return list(lexer)
+        tokens = list(lexer)
     except ValueError:
         return line.replace(";", " ; ").replace("|", " | ").replace("&&", " && ").split()
+    return [part for tok in tokens for part in _split_operators(tok)]
 
 
-def _commands(tokens: list[str]) -> list[tuple[list[str], str]]:
-    """Split a token list into simple commands, each with the operator that follows it."""
+def _split_operators(token: str) -> list[str]:
+    """shlex glues neighbouring punctuation (`);`, `&)`): split it into operators."""
+    if token in OPERATORS or not token or set(token) - set(";&|()"):
+        return [token]
+    parts: list[str] = []
+    rest = token
+    while rest:
+        op = next(o for o in _SPLIT_OPERATORS if rest.startswith(o))
+        parts.append(op)
+        rest = rest[len(op) :]
+    return parts
+
+
+def _commands(tokens: list[str], fds: list[str] | None = None) -> list[tuple[list[str], str]]:
+    """Split a token list into simple commands, each with the operator that follows it.
+    ``fds``: the digits the line writes against a redirect (`2>`), in order; a number
+    apart from its redirect (`ngrok tcp 22 > log`) stays an argument."""
+    pending = list(fds) if fds is not None else None
     out: list[tuple[list[str], str]] = []
     current: list[str] = []
     skip = False
@@ -145,7 +172,14 @@ def _commands(tokens: list[str]) -> list[tuple[list[str], str]]:
             current = []
         elif tok in REDIRECTS or (set(tok) <= set("<>&|") and ("<" in tok or ">" in tok)):
             skip = tok not in ("<<", "<<-")  # the redirect target is not an argument
-        elif tok.isdigit() and i + 1 < len(tokens) and tokens[i + 1] in REDIRECTS:
+        elif (
+            tok.isdigit()
+            and i + 1 < len(tokens)
+            and tokens[i + 1] in REDIRECTS
+            and (pending is None or tok in pending)
+        ):
+            if pending is not None:
+                pending.remove(tok)
             continue
         else:
             current.append(tok)
@@ -276,13 +310,14 @@ class ShellScanner:
             for i, token in enumerate(tokens[:-1]):  # cat > config.json <<EOF
                 if token in (">", ">>", ">|") and not tokens[i + 1].startswith("/dev/"):
                     self.written(self._expand(tokens[i + 1], variables), body, anchor, depth)
-        commands = _commands(tokens)
+        commands = _commands(tokens, _FD_REDIRECT.findall(text))
         pipeline: list[list[str]] = []
         for argv, op in commands:
             argv = [self._expand(tok, variables) for tok in argv]
-            while argv and ASSIGN.match(argv[0]):
-                name, _, value = argv[0].partition("=")
-                variables[name] = value
+            while argv and (ASSIGN.match(argv[0]) or argv[0] in RESERVED):
+                if argv[0] not in RESERVED:
+                    name, _, value = argv[0].partition("=")
+                    variables[name] = value
                 argv = argv[1:]
             if not argv:
                 continue
@@ -351,6 +386,17 @@ class ShellScanner:
     @staticmethod
     def _unwrap_multiplexer(name: str, argv: list[str]) -> list[str]:
         rest = argv[1:]
+        if name == "tmux" and rest[:1] in (["send-keys"], ["send"]):
+            # tmux send-keys -t NAME 'cmd' Enter: the keys typed are the command
+            keys, i = [], 1
+            while i < len(rest):
+                if rest[i] in ("-t", "-N"):
+                    i += 2
+                    continue
+                if not rest[i].startswith("-") and rest[i] not in ("Enter", "C-m", "KPEnter"):
+                    keys.append(rest[i])
+                i += 1
+            return shlex.split(" ".join(keys)) if keys else []
         if name == "tmux":
             rest = [a for a in rest if a not in ("new", "new-session", "new-window", "-d")]
             rest = [
@@ -361,7 +407,11 @@ class ShellScanner:
             return shlex.split(rest[0]) + rest[1:] if len(rest) == 1 and " " in rest[0] else rest
         i = 0
         while i < len(rest) and rest[i].startswith("-"):
-            i += 2 if rest[i] in ("-S", "-dmS", "-c", "-Logfile") else 1
+            # a cluster with S or c takes the session name or config file next, as
+            # notebooks mean it (-S NAME, -dmS NAME, -mS NAME, -dmSL NAME)
+            flag = rest[i]
+            takes = flag in ("-Logfile", "-c") or bool(_SCREEN_VALUE.fullmatch(flag))
+            i += 2 if takes else 1
         return rest[i:]
 
     def _command(self, argv: list[str], anchor: Anchor, depth: int, body: str | None) -> None:
@@ -586,11 +636,17 @@ def _install_request(program: str, args: list[str]) -> tuple[str, list[str]]:
 
 
 def _package_name(spec: str) -> str:
-    """`Foo_Bar[x]>=1.0` -> `foo-bar`; `./chrome-remote-desktop_current_amd64.deb` -> its name."""
+    """`Foo_Bar[x]>=1.0` -> `foo-bar`; `./chrome-remote-desktop_current_amd64.deb` -> its name;
+    an npm scope stays (`@whiskeysockets/baileys@6` -> `@whiskeysockets/baileys`)."""
     spec = spec.strip("'\"")
+    scope = ""
+    if spec.startswith("@") and "/" in spec:
+        scope, spec = spec.split("/", 1)
+        scope = scope.lower() + "/"
     if spec.endswith(".deb"):
         spec = posixpath.basename(spec).split("_")[0]
     elif spec.endswith((".whl", ".tar.gz", ".zip")):
         spec = posixpath.basename(spec).split("-")[0]
     spec = re.split(r"[\[<>=!~;@ ]|:(?=\w)", spec, maxsplit=1)[0]
-    return re.sub(r"[-_.]+", "-", spec).lower().strip("-")
+    name = re.sub(r"[-_.]+", "-", spec).lower().strip("-")
+    return scope + name if name else ""
