@@ -380,7 +380,10 @@ class Guard:
             return Decision("run")  # already allowed in this execution
         default = self.settings.warn_default_headless
         notice = build_notice(shown, self.settings, note="The cell has not run yet.")
-        if interactive:
+        if warn_rules <= consent.server_granted(self.kernel):
+            # the user chose "Run anyway" in the server's dialog; its warning is shown
+            choice, how = "run", "dialog"
+        elif interactive:
             choice, how = consent.ask(self.kernel, notice, default)
         else:
             choice, how = default, "headless"

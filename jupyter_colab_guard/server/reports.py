@@ -103,7 +103,13 @@ class KernelReports:
             if kind == "finding" and chash and self._seen(info.kernel_id, chash, rule, since):
                 counts["duplicate"] += 1
                 continue
-            strike = kind == "runtime_block" or (kind == "finding" and action in ("warn", "block"))
+            # a warn finding counts only when the user lets it run: the kernel's consent
+            # report, unless the server followed that cell's consent itself (any event
+            # of the server for this kernel and cell)
+            ran = kind == "consent" and raw.get("choice") == "run" and action == "warn"
+            if ran and chash and self._seen(info.kernel_id, chash, None, since):
+                ran = False
+            strike = kind == "runtime_block" or (kind == "finding" and action == "block") or ran
             extra: dict[str, Any] = {}
             if isinstance(raw.get("execution_count"), int):
                 extra["execution_count"] = raw["execution_count"]
