@@ -40,7 +40,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: a connection keeps a set of them
 class Held:
     """A warn request held until its user answers the dialog."""
 

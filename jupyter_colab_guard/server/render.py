@@ -71,9 +71,9 @@ def consequence(status: Status, service: str) -> str:
     text = f"Running it anyway counts as a strike (you have {strikes_text(status.strikes)})."
     if status.level in ("restricted", "suspended", "unknown") or not status.next_level:
         return text if status.level != "unknown" else "Running it anyway counts as a strike."
-    if status.strikes_to_next == 1:
-        what = "suspended" if status.next_level == "suspended" else "limited"
-        return f"{text} Your use of {service} would then be {what}."
+    limits = {"restricted": "limited", "suspended": "suspended"}
+    if status.strikes_to_next == 1 and status.next_level in limits:
+        return f"{text} Your use of {service} would then be {limits[status.next_level]}."
     return text
 
 

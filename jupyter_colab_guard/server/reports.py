@@ -103,12 +103,14 @@ class KernelReports:
             if kind == "finding" and chash and self._seen(info.kernel_id, chash, rule, since):
                 counts["duplicate"] += 1
                 continue
-            # a warn finding counts only when the user lets it run: the kernel's consent
-            # report, unless the server followed that cell's consent itself (any event
-            # of the server for this kernel and cell)
+            # a warn finding counts only when the user lets it run. The server follows
+            # the consent of every cell it warned about (its dialog, or the kernel's
+            # prompt on the websocket): the kernel's consent report of such a cell is a
+            # duplicate; of another cell (a warn found only at run time), it counts
+            if kind == "consent" and chash and self._seen(info.kernel_id, chash, None, since):
+                counts["duplicate"] += 1
+                continue
             ran = kind == "consent" and raw.get("choice") == "run" and action == "warn"
-            if ran and chash and self._seen(info.kernel_id, chash, None, since):
-                ran = False
             strike = kind == "runtime_block" or (kind == "finding" and action == "block") or ran
             extra: dict[str, Any] = {}
             if isinstance(raw.get("execution_count"), int):
