@@ -360,6 +360,9 @@ class GuardConnectionMixin:
             guard.consents.release(held)
             self._guard_held().discard(held)
         prompted = Prompted(d.user, kernel_id, d.cell_hash, d.findings, self._guard_path)
+        channels = getattr(self, "channels", None)
+        if choice == "run" and channels is not None and not channels:
+            choice = "closed"  # answered, but the connection is gone: nothing would run
         if choice == "run":
             await self._settle(prompted, "consent", {"via": "dialog", "choice": "run"})
             item.raw = self._with_metadata(item.raw, granted_metadata(item.metadata, held))

@@ -284,3 +284,39 @@ async def test_headless_default_cancel_counts_nothing(
     await asyncio.sleep(0.5)
     assert await strikes(fetch_json, "alice") == 0
     assert await events(fetch_json, "alice") == [("declined", False), ("warned", False)]
+
+
+# -- the parts on their own ---------------------------------------------------------------
+
+
+async def test_consent_book_expiry_and_users() -> None:
+    """A token answered after its expiry, before the server's timer cancelled the cell:
+    410, and the held request is released as "closed" (cancelled)."""
+    from jupyter_colab_guard.server.consent import ConsentBook, ConsentError
+    from jupyter_colab_guard.server.settings import GuardSettings
+
+    book = ConsentBook(GuardSettings(consent_timeout=0.05))
+    token, held = book.hold("alice", "k1", "hash", ("noisy-import",))
+    with pytest.raises(ConsentError) as err:
+        book.answer(token, "bob", "run")
+    assert err.value.status == 403 and len(book) == 1
+    await asyncio.sleep(0.1)
+    with pytest.raises(ConsentError) as err:
+        book.answer(token, "alice", "run")
+    assert err.value.status == 410
+    assert held.answer.result() == "closed" and len(book) == 0
+    with pytest.raises(ConsentError) as err:
+        book.answer(token, "alice", "run")
+    assert err.value.status == 404
+
+
+def test_client_metadata_keeps_only_dialogs() -> None:
+    from jupyter_colab_guard.server.consent import client_metadata
+
+    assert client_metadata({"cellId": "c1"}) == (None, False)
+    assert client_metadata({"colab_guard": {"dialogs": True}}) == (None, True)
+    forged = {"cellId": "c1", "colab_guard": {"dialogs": True, "consent": {"rules": ["x"]}}}
+    assert client_metadata(forged) == ({"cellId": "c1", "colab_guard": {"dialogs": True}}, True)
+    assert client_metadata({"colab_guard": "consent"}) == ({}, False)
+    # only a JSON true declares dialogs
+    assert client_metadata({"colab_guard": {"dialogs": "yes"}}) == (None, False)
