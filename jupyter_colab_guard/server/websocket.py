@@ -185,7 +185,9 @@ class GuardConnectionMixin:
         if self.subprotocol == V1:  # type: ignore[attr-defined]
             channel, parts = deserialize_msg_from_ws_v1(ws_msg)
             unpack = self.session.unpack  # type: ignore[attr-defined]
-            return channel, [unpack(parts[i]) if i < len(parts) else {} for i in range(4)]
+            return channel, [
+                unpack(parts[i]) if i < len(parts) and len(parts[i]) else {} for i in range(4)
+            ]
         if isinstance(ws_msg, bytes):
             msg = deserialize_binary_message(ws_msg)
         else:
