@@ -79,6 +79,8 @@ class NotebookPage:
                 self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=8_000)
                 return
             except Exception:
+                if self.guard_dialog().count() or cell.locator(OUTPUT).count():
+                    return  # it started, slowly (a refusal leaves the prompt "[ ]:")
                 print(f"run_cell({index}): nothing started, retrying")
                 self.shot(f"retry-{index}")
                 if attempt:
