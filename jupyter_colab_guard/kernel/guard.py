@@ -384,8 +384,16 @@ class Guard:
         if warn_rules <= st.approved:
             return Decision("run")  # already allowed in this execution
         default = self.settings.warn_default_headless
-        notice = build_notice(shown, self.settings, note="The cell has not run yet.")
-        if interactive:
+        notice = build_notice(
+            shown,
+            self.settings,
+            note="The cell has not run yet. Running it anyway counts as a strike; "
+            "cancelling it does not.",
+        )
+        if warn_rules <= consent.server_granted(self.kernel):
+            # the user chose "Run anyway" in the server's dialog; its warning is shown
+            choice, how = "run", "dialog"
+        elif interactive:
             choice, how = consent.ask(self.kernel, notice, default)
         else:
             choice, how = default, "headless"

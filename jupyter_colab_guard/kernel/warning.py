@@ -38,20 +38,36 @@ def _field(f: Any, name: str) -> Any:
     return f.get(name) if isinstance(f, dict) else getattr(f, name, None)
 
 
-def _groups(findings: list[Any]) -> list[tuple[str, str, list[int], list[str]]]:
-    """(title, category, line numbers, evidence) per category, in order of appearance."""
-    out: dict[str, tuple[str, list[int], list[str]]] = {}
+@dataclass
+class _Group:
+    """The findings of one category: the rules' own sentences, lines and evidence."""
+
+    title: str
+    category: str
+    reasons: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+
+
+def _groups(findings: list[Any]) -> list[_Group]:
+    """One group per category, in order of appearance."""
+    out: dict[str, _Group] = {}
     for f in findings:
         category = str(_field(f, "category") or "")
         title = str(_field(f, "title") or category)
-        _, lines, evidence = out.setdefault(title, (category, [], []))
+        group = out.setdefault(title, _Group(title, category))
+        reason = str(_field(f, "message") or "").strip()
+        if reason and reason not in group.reasons:
+            group.reasons.append(reason)
         line = _field(f, "line")
-        if line and line not in lines:
-            lines.append(int(line))
+        if line and line not in group.lines:
+            group.lines.append(int(line))
         ev = _field(f, "evidence")
-        if ev and ev not in evidence:
-            evidence.append(str(ev))
-    return [(t, c, sorted(ls), ev) for t, (c, ls, ev) in out.items()]
+        if ev and ev not in group.evidence:
+            group.evidence.append(str(ev))
+    for group in out.values():
+        group.lines.sort()
+    return list(out.values())
 
 
 def category_link(faq_url: str, category: str) -> str:
@@ -79,7 +95,8 @@ def render_warning(
     e = html.escape
     items: list[str] = []
     text_items: list[str] = []
-    for title, category, lines, evidence in _groups(findings):
+    for group in _groups(findings):
+        lines, evidence = group.lines, group.evidence
         where = ""
         if lines:
             where = (
@@ -87,12 +104,14 @@ def render_warning(
                 + ", ".join(str(n) for n in lines)
                 + ")"
             )
-        link = category_link(faq_url, category)
-        label = f"<b>{e(title)}</b>"
+        # the rules' own sentences say why
+        why = (": " + " ".join(group.reasons)) if group.reasons else ""
+        link = category_link(faq_url, group.category)
+        label = f"<b>{e(group.title)}</b>"
         if link:
             label = f'<a href="{e(link)}" target="_blank" rel="noopener">{label}</a>'
-        item = f"<li>{label}{e(where)}"
-        text_item = f"  - {title}{where}"
+        item = f"<li>{label}{e(why)}{e(where)}"
+        text_item = f"  - {group.title}{why}{where}"
         if show_evidence and evidence:
             item += ": " + ", ".join(f"<code>{e(x[:200])}</code>" for x in evidence[:3])
             text_item += ": " + ", ".join(x[:200] for x in evidence[:3])

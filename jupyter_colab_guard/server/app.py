@@ -240,6 +240,12 @@ class ColabGuardApp(ExtensionApp):
         help="Seconds a kernel started with the kernel-side guard has to announce it; "
         "kernels that do not are logged and recorded.",
     )
+    consent_timeout = Float(
+        300.0,
+        config=True,
+        help="Seconds a warn cell is held for the user's answer to the consent dialog "
+        "(JupyterLab extension); unanswered, it is cancelled.",
+    )
     require_kernel_guard = Bool(
         True,
         config=True,
@@ -416,6 +422,7 @@ class ColabGuardApp(ExtensionApp):
                 report_strikes=(self.report_strike_limit, self.report_strike_window),
                 arm_timeout=self.arm_timeout,
                 require_kernel_guard=self.require_kernel_guard,
+                consent_timeout=self.consent_timeout,
                 trust_user_kernelspecs=self.trust_user_kernelspecs,
                 trust_user_profile=self.trust_user_profile,
                 refuse_unchecked_languages=self.refuse_unchecked_languages,

@@ -53,6 +53,14 @@ class Decision:
     findings: list[Finding]
     status: Status
     stored: bool = True
+    # let through, but a warn rule matched: the user must consent first (the strike
+    # counts only then: see server/consent.py)
+    warn: bool = False
+    cell_hash: str = ""
+
+    @property
+    def warn_rules(self) -> tuple[str, ...]:
+        return tuple(sorted({f.rule for f in self.findings if f.action == "warn"}))
 
 
 class Checker:
@@ -161,20 +169,22 @@ class Checker:
         action = strongest_action(findings)
         stored = True
         full = code if not expressions else code + "\n" + "\n".join(expressions)
+        chash = cell_hash(full)
         if action is not None:
             top = top_finding(findings)
             stored = self.recorder.record(
                 user=user,
-                kind="finding",
+                # a warn cell counts only once the user consents (``warned``: asked)
+                kind="warned" if action == "warn" else "finding",
                 source="server",
                 kernel_id=kernel_id,
                 path=path,
                 finding=top,
                 others=[f for f in findings if f is not top],
-                cell_hash=cell_hash(full),
+                cell_hash=chash,
                 cell_text=full,
                 # a cell too large or complex to check is refused, not held against anyone
-                strike=action in ("block", "warn") and top.category != "analysis",
+                strike=action == "block" and top.category != "analysis",
             )
         known = self.standing.safe_status(user)
         status = known or UNKNOWN
@@ -192,12 +202,12 @@ class Checker:
                 source="server",
                 kernel_id=kernel_id,
                 path=path,
-                cell_hash=cell_hash(full),
+                cell_hash=chash,
                 strike=False,
                 action="refuse",
             )
             return Decision(True, status.level, user, findings, status, stored)
-        return Decision(False, "", user, findings, status, stored)
+        return Decision(False, "", user, findings, status, stored, action == "warn", chash)
 
     def analyse(
         self, user: str, user_obj: Any, kernel_id: str, code: str, expressions: list[str]

@@ -14,6 +14,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
 from . import admin_actions as A
+from .consent import ConsentError
 from .service import GuardService, ReportRejected
 
 USER_RESOURCE = "colab_guard"
@@ -118,6 +119,33 @@ class AppealHandler(GuardMixin, APIHandler):
             )
         self.set_status(201)
         self.finish(json.dumps({"id": aid, "status": "open"}))
+
+
+class ConsentHandler(GuardMixin, APIHandler):
+    """The answer to a consent dialog: ``{"token": ..., "choice": "run" | "cancel"}``.
+    Authenticated, XSRF-checked (APIHandler); the token answers only the request the
+    server holds for it, and only for the user it was issued to. What it leads to
+    (``consent`` or ``declined``) is recorded where the request is held (websocket.py)."""
+
+    auth_resource = USER_RESOURCE
+
+    @web.authenticated
+    @authorized
+    def post(self) -> None:
+        body = self.get_json_body() or {}
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "body must be a JSON object")
+        try:
+            held = self.guard.consents.answer(
+                body.get("token"), self.guard_user, body.get("choice")
+            )
+        except ConsentError as err:
+            if err.status == 403:
+                self.log.warning(
+                    "colab-guard: %s answered a consent dialog of another user", self.guard_user
+                )
+            raise web.HTTPError(err.status, str(err)) from err
+        self.finish(json.dumps({"choice": body["choice"], "kernel_id": held.kernel_id}))
 
 
 class AdminHandler(GuardMixin, APIHandler):
@@ -258,6 +286,7 @@ def handlers() -> list[tuple[str, type]]:
         *console_handlers(),  # the console, the user's page, the FAQ
         (r"/colab-guard/api/strikes/me", MyStrikesHandler),
         (r"/colab-guard/api/appeals", AppealHandler),
+        (r"/colab-guard/api/consent", ConsentHandler),
         (r"/colab-guard/api/kernel/reports", KernelReportHandler),
         (r"/colab-guard/api/admin/users", AdminUsersHandler),
         (rf"/colab-guard/api/admin/users/({name})/events", AdminUserEventsHandler),

@@ -45,7 +45,7 @@ REASONS = (
 # StrikeStore's on_error operations
 STORE_OPERATIONS = ("open", "record", "retry")
 # event kinds that carry a finding (the server's check, the watcher, kernel reports)
-FINDING_KINDS = frozenset({"finding", "runtime", "runtime_block"})
+FINDING_KINDS = frozenset({"finding", "warned", "runtime", "runtime_block"})
 ANALYSIS_CATEGORY = "analysis"
 ANALYSIS_RULES = frozenset({INCOMPLETE_RULE, INTERNAL_RULE, TIMEOUT_RULE})
 OTHER = "other"  # a label value not kept (unknown to the policy, or over the cap)

@@ -34,24 +34,47 @@ def fmt_time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def strikes_text(n: int) -> str:
+    return f"{n} strike{'s' if n != 1 else ''}"
+
+
 def level_sentence(status: Status, service: str) -> str:
-    """How the user's use is affected, in the Colab way ("may be limited")."""
+    """How the user's use is affected, in the Colab way ("may be limited"). Never
+    "strike 0": with no strikes it only says what repeated violations lead to."""
     if status.level == "suspended":
         return (
             f"Your use of {service} is suspended: kernels and executions are refused "
             "until an administrator reviews your account."
         )
     if status.level == "restricted":
-        until = fmt_time(status.until) if status.until else "an administrator resets it"
-        return f"Your use of {service} is restricted: every execution is refused until {until}."
-    if status.next_level and status.strikes_to_next is not None:
+        if status.until:
+            return (
+                f"Your use of {service} is restricted until {fmt_time(status.until)}: "
+                "every execution is refused until then."
+            )
+        return (
+            f"Your use of {service} is restricted: every execution is refused until an "
+            "administrator resets it."
+        )
+    if status.strikes > 0 and status.next_level and status.strikes_to_next is not None:
         n = status.strikes_to_next
         what = "suspended" if status.next_level == "suspended" else "limited"
         return (
-            f"This is strike {status.strikes}. After {n} more, your use of {service} "
-            f"will be {what}."
+            f"You have {strikes_text(status.strikes)}. After {n} more, your use of "
+            f"{service} will be {what}."
         )
     return f"Repeated violations may limit your use of {service}."
+
+
+def consequence(status: Status, service: str) -> str:
+    """What "Run anyway" on a warn cell leads to (the strike counts only then)."""
+    text = f"Running it anyway counts as a strike (you have {strikes_text(status.strikes)})."
+    if status.level in ("restricted", "suspended", "unknown") or not status.next_level:
+        return text if status.level != "unknown" else "Running it anyway counts as a strike."
+    limits = {"restricted": "limited", "suspended": "suspended"}
+    if status.strikes_to_next == 1 and status.next_level in limits:
+        return f"{text} Your use of {service} would then be {limits[status.next_level]}."
+    return text
 
 
 def page(title: str, body: str) -> str:
@@ -66,6 +89,7 @@ def page(title: str, body: str) -> str:
 
 HEADS = {
     "block": "This code was not run.",
+    "warn": "This code has not run yet. Run it anyway, or cancel it.",
     "restricted": "This code was not run.",
     "suspended": "This code was not run.",
     "unavailable": "This code was not run: the acceptable-use check is unavailable.",
@@ -86,14 +110,23 @@ def refusal(d: dict[str, Any]) -> tuple[str, str]:
     faq_url, appeal_url, show_evidence."""
     from ..kernel.warning import render_warning
 
+    status: Status = d["status"]
+    message, findings = d["message"], d["findings"]
+    standing = level_sentence(status, d["service"])
+    if d["reason"] in ("restricted", "suspended"):
+        # refused for the user's standing, whatever the cell holds: say so, not
+        # "disallowed code"
+        message, findings, standing = standing, [], ""
+    elif d["reason"] == "warn":
+        standing = consequence(status, d["service"])
     html_text, text = render_warning(
-        d["findings"],
-        message=d["message"],
+        findings,
+        message=message,
         faq_url=d["faq_url"],
         appeal_url=d["appeal_url"],
         show_evidence=bool(d.get("show_evidence")),
         note=HEADS.get(d["reason"], "This code was not run."),
-        standing=level_sentence(d["status"], d["service"]),
+        standing=standing,
     )
     return html_text, text
 
@@ -132,7 +165,9 @@ def dialog_fields(d: dict[str, Any]) -> dict[str, Any]:
             }
         )
     next_step = ""
-    if status.level not in ("restricted", "suspended") and status.next_level:
+    if d["reason"] == "warn":
+        next_step = consequence(status, service)
+    elif status.level not in ("restricted", "suspended") and status.next_level:
         n = status.strikes_to_next
         what = "suspended" if status.next_level == "suspended" else "limited"
         if n:
@@ -140,10 +175,13 @@ def dialog_fields(d: dict[str, Any]) -> dict[str, Any]:
                 f"After {n} more strike{'s' if n != 1 else ''}, your use of {service} "
                 f"will be {what}."
             )
+    message = d["message"]
+    if d["reason"] in ("restricted", "suspended"):
+        message = level_sentence(status, service)
     return {
         "reason": d["reason"],
         "service": service,
-        "message": d["message"],
+        "message": message,
         "note": HEADS.get(d["reason"], "This code was not run."),
         "findings": findings,
         "level": status.level,

@@ -103,7 +103,15 @@ class KernelReports:
             if kind == "finding" and chash and self._seen(info.kernel_id, chash, rule, since):
                 counts["duplicate"] += 1
                 continue
-            strike = kind == "runtime_block" or (kind == "finding" and action in ("warn", "block"))
+            # a warn finding counts only when the user lets it run. The server follows
+            # the consent of every cell it warned about (its dialog, or the kernel's
+            # prompt on the websocket): the kernel's consent report of such a cell is a
+            # duplicate; of another cell (a warn found only at run time), it counts
+            if kind == "consent" and chash and self._seen(info.kernel_id, chash, None, since):
+                counts["duplicate"] += 1
+                continue
+            ran = kind == "consent" and raw.get("choice") == "run" and action == "warn"
+            strike = kind == "runtime_block" or (kind == "finding" and action == "block") or ran
             extra: dict[str, Any] = {}
             if isinstance(raw.get("execution_count"), int):
                 extra["execution_count"] = raw["execution_count"]

@@ -22,6 +22,7 @@ from ..store import StrikeStore
 from . import events as E
 from . import metrics
 from .checker import Checker, Decision
+from .consent import ConsentBook
 from .escalation import Step
 from .kernels import KernelInfo, KernelRegistry
 from .notices import Notices
@@ -168,6 +169,8 @@ class GuardService:
         )
         self.check_pool = CheckPool(events, self.settings, check_workers)
         self.notices = Notices()  # open websockets per kernel, for the watcher's notices
+        # warn cells held for the user's answer to the consent dialog
+        self.consents = ConsentBook(self.settings)
         self.checker = Checker(
             settings=self.settings,
             users=self.users,

@@ -54,3 +54,5 @@ class GuardSettings:
     trust_user_profile: bool = False
     # kernels of languages the check cannot read (not Python or a shell): refused
     refuse_unchecked_languages: bool = False
+    # seconds a warn cell is held for the user's answer to the consent dialog
+    consent_timeout: float = 300.0

@@ -19,6 +19,7 @@ from typing import Any
 from jupyter_server.services.kernels.connection.base import (
     deserialize_binary_message,
     deserialize_msg_from_ws_v1,
+    serialize_binary_message,
     serialize_msg_to_ws_v1,
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
@@ -30,6 +31,7 @@ except ImportError:  # pragma: no cover
 
 from ..kernel.config import render_message
 from . import render
+from .consent import Held, Prompted, PromptWatch, client_metadata, granted_metadata
 from .frames import FrameError, FrameLimits, check_frame
 from .service import Decision, GuardService
 from .standing import UNKNOWN
@@ -70,6 +72,9 @@ class Incoming:
     channel: str
     header: dict[str, Any]
     content: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    parent: dict[str, Any] = field(default_factory=dict)
+    dialogs: bool = False  # the client declared it answers the consent dialog
     received: float = field(default_factory=time.monotonic)
 
 
@@ -127,6 +132,10 @@ class GuardConnectionMixin:
         guard = self.guard
         if guard is not None:
             guard.notices.discard(self.kernel_id, self)  # type: ignore[attr-defined]
+            for held in list(self._guard_held()):  # its dialogs can no longer be answered
+                guard.consents.release(held)
+            for prompted, outcome in self._guard_prompts().closed():
+                self._settle_soon(prompted, outcome, {"via": "prompt", "closed": True})
         return super().disconnect()  # type: ignore[misc,no-any-return]
 
     def guard_notice(self, reason: str, findings: list[dict[str, Any]], detail: str) -> None:
@@ -165,23 +174,41 @@ class GuardConnectionMixin:
             },
         )
 
-    def _parse(self, ws_msg: Any) -> tuple[str | None, dict[str, Any], dict[str, Any]]:
-        """(channel, header, content) of an incoming frame, whose layout and sizes are
-        checked first: jupyter_server's deserializers trust the declared offsets."""
+    def _parse(self, ws_msg: Any) -> tuple[str | None, list[Any]]:
+        """(channel, [header, parent_header, metadata, content]) of an incoming frame,
+        whose layout and sizes are checked first: jupyter_server's deserializers trust
+        the declared offsets."""
         guard = self.guard
         assert guard is not None
         limits = FrameLimits.for_cells(guard.max_cell_size, guard.settings.max_frame_buffers)
         check_frame(ws_msg, self.subprotocol == V1, limits)  # type: ignore[attr-defined]
         if self.subprotocol == V1:  # type: ignore[attr-defined]
             channel, parts = deserialize_msg_from_ws_v1(ws_msg)
-            header = self.session.unpack(parts[0])  # type: ignore[attr-defined]
-            content = self.session.unpack(parts[3]) if len(parts) > 3 else {}  # type: ignore[attr-defined]
-            return channel, header, content
+            unpack = self.session.unpack  # type: ignore[attr-defined]
+            return channel, [
+                unpack(parts[i]) if i < len(parts) and len(parts[i]) else {} for i in range(4)
+            ]
         if isinstance(ws_msg, bytes):
             msg = deserialize_binary_message(ws_msg)
         else:
             msg = json.loads(ws_msg)
-        return msg.get("channel"), msg.get("header") or {}, msg.get("content") or {}
+        keys = ("header", "parent_header", "metadata", "content")
+        return msg.get("channel"), [msg.get(k) or {} for k in keys]
+
+    def _with_metadata(self, ws_msg: Any, metadata: dict[str, Any]) -> Any:
+        """The same frame with other metadata, in the client's protocol."""
+        if self.subprotocol == V1:  # type: ignore[attr-defined]
+            channel, parts = deserialize_msg_from_ws_v1(ws_msg)
+            parts = list(parts)
+            parts[2] = self.session.pack(metadata)  # type: ignore[attr-defined]
+            return serialize_msg_to_ws_v1(parts, channel)
+        if isinstance(ws_msg, bytes):
+            msg = deserialize_binary_message(ws_msg)
+            msg["metadata"] = metadata
+            return serialize_binary_message(msg)
+        msg = json.loads(ws_msg)
+        msg["metadata"] = metadata
+        return json.dumps(msg, default=json_default)
 
     # -- the queue -------------------------------------------------------------------
 
@@ -199,18 +226,31 @@ class GuardConnectionMixin:
         if channels is not None and not channels:  # closed: the base class drops it
             return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
         try:
-            channel, header, content = self._parse(incoming_msg)
+            channel, (header, parent, metadata, content) = self._parse(incoming_msg)
         except FrameError as e:
             self.log.warning("colab-guard: websocket frame dropped unparsed: %s", e)  # type: ignore[attr-defined]
             return None
         except Exception:
             self.log.warning("colab-guard: unparsable websocket frame dropped")  # type: ignore[attr-defined]
             return None
-        if not isinstance(header, dict) or not isinstance(content, dict):
+        if not all(isinstance(x, dict) for x in (header, parent, metadata, content)):
             self.log.warning("colab-guard: malformed websocket message dropped")  # type: ignore[attr-defined]
             return None
+        # a consent field can only come from the server: any client's is dropped
+        cleaned, dialogs = client_metadata(metadata)
+        if cleaned is not None:
+            incoming_msg, metadata = self._with_metadata(incoming_msg, cleaned), cleaned
+        if header.get("msg_type") == "input_reply" and self._guard_prompts():
+            answered = self._guard_prompts().input_reply(
+                str(parent.get("msg_id") or ""), content.get("value")
+            )
+            if answered is not None:
+                prompted, outcome = answered
+                self._settle_soon(prompted, outcome, {"via": "prompt", "answer": prompted.answer})
         queue, task = self._guard_state()
-        item = Incoming(incoming_msg, channel or "shell", header, content)
+        item = Incoming(
+            incoming_msg, channel or "shell", header, content, metadata, parent, dialogs
+        )
         if not queue and task[0] is None and not needs_check(header.get("msg_type")):
             return super().handle_incoming_message(incoming_msg)  # type: ignore[misc]
         queue.append(item)
@@ -262,11 +302,31 @@ class GuardConnectionMixin:
             expressions=exprs,
             path=self._guard_path,
         )
-        if not decision.refuse:
-            self.__dict__["_guard_running"] = item.header  # the cell a notice belongs to
-            self._forward(item)
+        if decision.refuse:
+            self._refuse(item.header, decision)
+            self._note_refusal(item)
             return
-        self._refuse(item.header, decision)
+        if decision.warn and item.dialogs:
+            await self._ask_in_dialog(guard, item, decision)
+            return
+        if decision.warn:  # the kernel's guard asks in the output: follow the answer
+            self._guard_prompts().add(
+                str(item.header.get("msg_id") or ""),
+                Prompted(
+                    decision.user,
+                    self.kernel_id,  # type: ignore[attr-defined]
+                    decision.cell_hash,
+                    decision.findings,
+                    self._guard_path,
+                ),
+            )
+        self.__dict__["_guard_running"] = item.header  # the cell a notice belongs to
+        self._forward(item)
+
+    def _note_refusal(self, item: Incoming) -> None:
+        """With stop_on_error, what the frontend sent before it could see this refusal is
+        aborted (see _sent_before_refusal_seen)."""
+        content = item.content
         if content.get("stop_on_error", True) and not content.get("silent", False):
             # (client date of the request, our receive time, our reply time)
             self.__dict__["_guard_refused"] = (
@@ -274,6 +334,117 @@ class GuardConnectionMixin:
                 item.received,
                 time.monotonic(),
             )
+
+    # -- consent to a warn cell (server/consent.py) -------------------------------------
+
+    def _guard_held(self) -> set[Held]:
+        return self.__dict__.setdefault("_guard_held_set", set())  # type: ignore[no-any-return]
+
+    def _guard_prompts(self) -> PromptWatch:
+        return self.__dict__.setdefault("_guard_prompt_watch", PromptWatch())  # type: ignore[no-any-return]
+
+    async def _ask_in_dialog(self, guard: GuardService, item: Incoming, d: Decision) -> None:
+        """Hold the request, send the dialog with a one-use token, and wait for the
+        user's answer (POST colab-guard/api/consent) or the token's expiry. Later
+        messages of this connection wait, as behind a running cell."""
+        kernel_id = self.kernel_id  # type: ignore[attr-defined]
+        token, held = guard.consents.hold(d.user, kernel_id, d.cell_hash, d.warn_rules)
+        self._guard_held().add(held)
+        try:
+            self._send("iopub", "status", item.header, {"execution_state": "busy"})
+            self._send_warning(item.header, d, "warn", token)
+            wait = max(held.expires - time.time(), 0.0)
+            try:
+                choice = await asyncio.wait_for(asyncio.shield(held.answer), wait)
+            except TimeoutError:
+                choice = "expired"
+        finally:
+            guard.consents.release(held)
+            self._guard_held().discard(held)
+        prompted = Prompted(d.user, kernel_id, d.cell_hash, d.findings, self._guard_path)
+        channels = getattr(self, "channels", None)
+        if choice == "run" and channels is not None and not channels:
+            choice = "closed"  # answered, but the connection is gone: nothing would run
+        if choice == "run":
+            await self._settle(prompted, "consent", {"via": "dialog", "choice": "run"})
+            item.raw = self._with_metadata(item.raw, granted_metadata(item.metadata, held))
+            self.__dict__["_guard_running"] = item.header
+            self._forward(item)
+            return
+        await self._settle(prompted, "declined", {"via": "dialog", "choice": choice})
+        if choice == "closed":
+            return
+        evalue = "Cancelled: the cell was not run."
+        if choice == "expired":
+            evalue = "Cancelled: the question was not answered in time; the cell was not run."
+        self._send_error(item.header, evalue)
+        self._note_refusal(item)
+
+    def _settle_soon(self, prompted: Prompted, outcome: str, detail: dict[str, Any]) -> None:
+        """Record a consent outcome from a synchronous callback."""
+        task = asyncio.ensure_future(self._settle(prompted, outcome, detail))
+        self.__dict__.setdefault("_guard_tasks", set()).add(task)
+        task.add_done_callback(self.__dict__["_guard_tasks"].discard)
+
+    async def _settle(self, prompted: Prompted, outcome: str, detail: dict[str, Any]) -> None:
+        """Record ``consent`` (the cell runs: a strike) or ``declined`` (no strike)."""
+        guard = self.guard
+        if guard is None:
+            return
+        warn = [f for f in prompted.findings if f.action == "warn"]
+        top = warn[0] if warn else None
+        detail = {**detail, "rules": sorted({f.rule for f in warn})}
+        spec = {
+            "kind": outcome,
+            "source": "server",
+            "kernel_id": prompted.kernel_id,
+            "path": prompted.path,
+            "finding": top,
+            "cell_hash": prompted.cell_hash,
+            "detail": json.dumps(detail),
+            # analysis findings (a cell the check could not read) are never held against anyone
+            "strike": outcome == "consent" and any(f.category != "analysis" for f in warn),
+        }
+        try:
+            await guard.run_in_pool(
+                lambda: guard.record(user=prompted.user, **spec),
+                timeout=30.0,
+                user=prompted.user,
+                lane="store",
+            )
+        except Exception:
+            self.log.exception("colab-guard: could not record a %s event", outcome)  # type: ignore[attr-defined]
+
+    def handle_outgoing_message(self, stream: Any, outgoing_msg: list[Any]) -> None:
+        """Kernel to client: while a warn cell is asked in the output, its prompt and
+        its reply are followed (consent.PromptWatch)."""
+        prompts = self.__dict__.get("_guard_prompt_watch")
+        if prompts:
+            try:
+                self._watch_outgoing(prompts, outgoing_msg)
+            except Exception:
+                self.log.exception("colab-guard: could not read a kernel message")  # type: ignore[attr-defined]
+        return super().handle_outgoing_message(stream, outgoing_msg)  # type: ignore[misc,no-any-return]
+
+    def _watch_outgoing(self, prompts: PromptWatch, outgoing_msg: list[Any]) -> None:
+        _, parts = self.session.feed_identities(outgoing_msg)  # type: ignore[attr-defined]
+        unpack = self.session.unpack  # type: ignore[attr-defined]
+        header = unpack(getattr(parts[1], "bytes", parts[1]))
+        msg_type = header.get("msg_type")
+        if msg_type not in ("input_request", "execute_reply"):
+            return
+        parent = unpack(getattr(parts[2], "bytes", parts[2]))
+        content = unpack(getattr(parts[4], "bytes", parts[4]))
+        found = prompts.outgoing(
+            msg_type, str(parent.get("msg_id") or ""), str(header.get("msg_id") or ""), content
+        )
+        if found is not None:
+            prompted, outcome = found
+            how = "prompt" if prompted.input_id else "headless"
+            detail: dict[str, Any] = {"via": how, "reply": content.get("status")}
+            if prompted.answer is not None:
+                detail["answer"] = prompted.answer
+            self._settle_soon(prompted, outcome, detail)
 
     def _sent_before_refusal_seen(self, item: Incoming) -> bool:
         """Whether an execute_request was sent before the frontend could have seen the
@@ -343,18 +514,6 @@ class GuardConnectionMixin:
     def _refuse(self, parent: dict[str, Any], d: Decision) -> None:
         guard = self.guard
         assert guard is not None
-        view = {
-            "message": render_message(guard.message, guard.service_name),
-            "service": guard.service_name,
-            "reason": d.reason,
-            "findings": [f.to_dict() for f in d.findings if f.action in ("block", "warn")],
-            "status": d.status,
-            "faq_url": guard.faq_url,
-            "appeal_url": guard.appeal_url,
-            "show_evidence": guard.show_evidence,
-        }
-        html, text = render.refusal(view)
-        ename = ENAME
         evalue = {
             "block": "Execution refused: the code matches a prohibited action.",
             "restricted": render.level_sentence(d.status, guard.service_name),
@@ -366,6 +525,31 @@ class GuardConnectionMixin:
             "acceptable-use check to finish in time. Split it into smaller cells.",
         }.get(d.reason, "Execution refused: the acceptable-use check is unavailable.")
         self._send("iopub", "status", parent, {"execution_state": "busy"})
+        self._send_warning(parent, d, d.reason)
+        self._send_error(parent, evalue)
+
+    def _send_warning(
+        self, parent: dict[str, Any], d: Decision, reason: str, token: str | None = None
+    ) -> None:
+        """The standard warning (display_data) with the dialog's fields; for a warn cell
+        held for consent, the one-use token goes in ``transient`` (never saved in the
+        notebook)."""
+        guard = self.guard
+        assert guard is not None
+        view = {
+            "message": render_message(guard.message, guard.service_name),
+            "service": guard.service_name,
+            "reason": reason,
+            "findings": [f.to_dict() for f in d.findings if f.action in ("block", "warn")],
+            "status": d.status,
+            "faq_url": guard.faq_url,
+            "appeal_url": guard.appeal_url,
+            "show_evidence": guard.show_evidence,
+        }
+        html, text = render.refusal(view)
+        transient: dict[str, Any] = {}
+        if token is not None:
+            transient["colab_guard_consent"] = {"token": token}
         self._send(
             "iopub",
             "display_data",
@@ -374,35 +558,40 @@ class GuardConnectionMixin:
                 "data": {"text/html": html, "text/plain": text},
                 "metadata": {
                     "colab_guard": {
-                        "reason": d.reason,
+                        "reason": reason,
                         "level": d.status.level,
                         "dialog": render.dialog_fields(view),
                     }
                 },
-                "transient": {},
+                "transient": transient,
             },
         )
-        self._send(
-            "iopub",
-            "error",
-            parent,
-            {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]},
-        )
-        self._send(
-            "shell",
-            "execute_reply",
-            parent,
-            {
-                "status": "error",
-                "execution_count": None,
-                "ename": ename,
-                "evalue": evalue,
-                "traceback": [f"{ename}: {evalue}"],
-                "user_expressions": {},
-                "payload": [],
-            },
-        )
-        self._send("iopub", "status", parent, {"execution_state": "idle"})
+
+    def _send_error(self, parent: dict[str, Any], evalue: str) -> None:
+        """The error, the execute_reply and status idle of a request the kernel never saw."""
+        ename = ENAME
+        traceback = [f"{ename}: {evalue}"]
+        try:
+            self._send(
+                "iopub", "error", parent, {"ename": ename, "evalue": evalue, "traceback": traceback}
+            )
+            self._send(
+                "shell",
+                "execute_reply",
+                parent,
+                {
+                    "status": "error",
+                    "execution_count": None,
+                    "ename": ename,
+                    "evalue": evalue,
+                    "traceback": traceback,
+                    "user_expressions": {},
+                    "payload": [],
+                },
+            )
+            self._send("iopub", "status", parent, {"execution_state": "idle"})
+        except Exception as err:  # the websocket closed meanwhile
+            self.log.info("colab-guard: reply not sent: %s", err)  # type: ignore[attr-defined]
 
 
 class GuardedZMQChannelsWebsocketConnection(GuardConnectionMixin, ZMQChannelsWebsocketConnection):

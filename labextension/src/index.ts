@@ -8,7 +8,11 @@
  *   `render.dialog_fields` in `metadata.colab_guard.dialog`, else (an older server) the
  *   warning's plain text is shown as it is;
  * - a kernel start the guard refused (HTTP 403/503 whose message starts with
- *   "colab-guard:") gets its own dialog instead of JupyterLab's "Error Starting Kernel".
+ *   "colab-guard:") gets its own dialog instead of JupyterLab's "Error Starting Kernel";
+ * - a `warn` cell: every execute_request this page sends says it can answer dialogs
+ *   (`metadata.colab_guard.dialogs`), so the server holds such a cell and sends the
+ *   warning with a one-use token (in `transient`); "Run anyway" or "Cancel" posts the
+ *   token to `colab-guard/api/consent`, and the server runs the cell or cancels it.
  *
  * Every server text goes into the DOM as text (textContent), never as HTML.
  */
@@ -234,6 +238,55 @@ function describe(fields: GuardFields): { title: string; body: HTMLElement } {
   return { title, body };
 }
 
+/** The consent dialog of a warn cell: the server's texts, "Cancel" and "Run anyway". */
+async function askConsent(
+  app: JupyterFrontEnd,
+  fields: GuardFields,
+  token: string
+): Promise<void> {
+  const body = el('div', '', 'jp-ColabGuard-body');
+  const add = (node: HTMLElement | null): void => {
+    if (node && (node.childNodes.length || node.tagName === 'UL')) {
+      body.appendChild(node);
+    }
+  };
+  add(el('p', fields.message, 'jp-ColabGuard-message'));
+  add(findingList(fields));
+  add(el('p', fields.note));
+  add(el('p', fields.next, 'jp-ColabGuard-next'));
+  add(links(fields));
+  body.classList.add('jp-ColabGuard-dialog', 'jp-ColabGuard-consent');
+  const result = await showDialog({
+    title: 'Warning',
+    body: new Widget({ node: body }),
+    buttons: [
+      Dialog.cancelButton({ label: 'Cancel' }),
+      Dialog.warnButton({ label: 'Run anyway' })
+    ],
+    defaultButton: 0
+  });
+  // closing the dialog any other way is a Cancel
+  const choice = result.button.accept ? 'run' : 'cancel';
+  const settings = app.serviceManager.serverSettings;
+  const url = `${settings.baseUrl.replace(/\/?$/, '/')}colab-guard/api/consent`;
+  try {
+    const reply = await ServerConnection.makeRequest(
+      url,
+      { method: 'POST', body: JSON.stringify({ token, choice }) },
+      settings
+    );
+    if (!reply.ok) {
+      throw new Error(`HTTP ${reply.status}`);
+    }
+  } catch (err) {
+    const failed = el('div', '', 'jp-ColabGuard-dialog');
+    failed.appendChild(
+      el('p', `Your answer could not be sent to the server (${String(err)}). The cell will not run.`)
+    );
+    show('Answer not sent', failed);
+  }
+}
+
 function show(title: string, body: HTMLElement): void {
   body.classList.add('jp-ColabGuard-dialog');
   void showDialog({
@@ -247,7 +300,7 @@ function show(title: string, body: HTMLElement): void {
 
 const shown = new Set<string>();
 
-function onIopub(msg: KernelMessage.IMessage): void {
+function onIopub(app: JupyterFrontEnd, msg: KernelMessage.IMessage): void {
   const type = msg.header.msg_type;
   if (type !== 'display_data' && type !== 'execute_result') {
     return;
@@ -264,6 +317,15 @@ function onIopub(msg: KernelMessage.IMessage): void {
   if (raw) {
     const fields = readFields({ ...raw, reason: str(guard.reason) || raw.reason });
     fields.detail = str(guard.detail) || fields.detail;
+    const transient = isObject(content.transient) ? content.transient : {};
+    const consent = isObject(transient.colab_guard_consent) ? transient.colab_guard_consent : {};
+    if (fields.reason === 'warn') {
+      const token = str(consent.token);
+      if (token) {
+        void askConsent(app, fields, token);
+      }
+      return;
+    }
     const { title, body } = describe(fields);
     show(title, body);
     return;
@@ -367,6 +429,38 @@ function watchKernelStart(app: JupyterFrontEnd, ctx: ISessionContext): void {
  */
 const NOTEBOOK_FACTORY = 'Notebook';
 
+/**
+ * Every execute_request of this session says the page answers the guard's dialogs
+ * (`metadata.colab_guard.dialogs`). The server only believes it to the extent that a
+ * warn cell is then held for the dialog's answer instead of asked in the output: a
+ * client that lies only loses the text prompt. CodeCell.execute sends through
+ * `kernel.requestExecute(content, disposeOnDone, metadata)`, wrapped here per kernel.
+ */
+function declareDialogs(ctx: ISessionContext): void {
+  type Execute = (content: unknown, disposeOnDone?: boolean, metadata?: JSONish) => unknown;
+  const wrap = (): void => {
+    const kernel = ctx.session?.kernel as unknown as {
+      requestExecute?: Execute;
+      colabGuardDialogs?: boolean;
+    } | null;
+    if (!kernel || kernel.colabGuardDialogs || typeof kernel.requestExecute !== 'function') {
+      return;
+    }
+    const original = kernel.requestExecute.bind(kernel);
+    kernel.requestExecute = (content, disposeOnDone, metadata) => {
+      const theirs = isObject(metadata?.colab_guard) ? metadata?.colab_guard : {};
+      return original(content, disposeOnDone, {
+        ...(metadata ?? {}),
+        colab_guard: { ...theirs, dialogs: true }
+      });
+    };
+    kernel.colabGuardDialogs = true;
+  };
+  wrap();
+  ctx.kernelChanged.connect(wrap);
+  ctx.sessionChanged.connect(wrap);
+}
+
 /** Each notebook's session: its kernel messages and its kernel start. */
 function watchNotebooks(app: JupyterFrontEnd): void {
   const watched = new Set<DocumentRegistry.WidgetFactory>();
@@ -379,7 +473,8 @@ function watchNotebooks(app: JupyterFrontEnd): void {
     factory.widgetCreated.connect((_, widget: IDocumentWidget) => {
       const ctx = widget.context.sessionContext;
       watchKernelStart(app, ctx);
-      ctx.iopubMessage.connect((__, msg) => onIopub(msg));
+      declareDialogs(ctx);
+      ctx.iopubMessage.connect((__, msg) => onIopub(app, msg));
     });
   };
   connect();

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "test-artifacts" / "browser"
+# screenshots of the tests (dialogs, pages): $COLAB_GUARD_SCREENSHOTS, else artifacts/screenshots
+ARTIFACTS = Path(os.environ.get("COLAB_GUARD_SCREENSHOTS") or REPO / "artifacts" / "screenshots")
 STANDARD_WARNING = "You may be executing code that is disallowed"
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -7,6 +7,7 @@ from typing import Any
 
 CELL = ".jp-Notebook .jp-Cell"
 GUARD_DIALOG = ".jp-ColabGuard-dialog"  # the body of the guard's dialogs
+CONSENT_DIALOG = ".jp-ColabGuard-consent"  # ... of its warn dialog (Cancel / Run anyway)
 OUTPUT = ".jp-OutputArea-output"
 STDIN = "input.jp-Stdin-input"
 # a session whose kernel has a websocket connection (this page's) and is idle
@@ -78,6 +79,8 @@ class NotebookPage:
                 self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=8_000)
                 return
             except Exception:
+                if self.guard_dialog().count() or cell.locator(OUTPUT).count():
+                    return  # it started, slowly (a refusal leaves the prompt "[ ]:")
                 print(f"run_cell({index}): nothing started, retrying")
                 self.shot(f"retry-{index}")
                 if attempt:
@@ -123,8 +126,10 @@ class NotebookPage:
 
     def close_guard_dialogs(self) -> None:
         """Click OK on the guard's dialogs still open, as a user does before running the
-        next cell (the dialog is modal)."""
+        next cell (the dialog is modal); a consent dialog is answered "Cancel"."""
         dialog = self.guard_dialog()
         while dialog.count():
-            dialog.first.locator(".jp-mod-accept").click()
-            dialog.first.wait_for(state="detached")
+            first = dialog.first
+            consent = first.locator(CONSENT_DIALOG).count() > 0
+            first.locator(".jp-mod-reject" if consent else ".jp-mod-accept").click()
+            first.wait_for(state="detached")

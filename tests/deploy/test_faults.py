@@ -70,8 +70,9 @@ async def test_store_down_mid_run_follows_fail_mode_and_loses_nothing(own_pg_clu
                 assert refused(res) == "unavailable"
             else:
                 assert refused(res) is None and res["text"].strip() == "42"
-        # open: a warn cell goes on to the kernel (whose headless default cancels it);
-        # the kernel's own report of it is recognised as the same finding (spooled)
+        # open: a warn cell goes on to the kernel (whose headless default cancels it:
+        # declined, no strike); the kernel's own report of it is recognised as the same
+        # cell (spooled)
         res = await kcs["open"].execute(WARNED)
         assert refused(res) is None and res["reply"]["status"] == "error"
         # closed: no new kernels while the store is down
@@ -81,7 +82,7 @@ async def test_store_down_mid_run_follows_fail_mode_and_loses_nothing(own_pg_clu
         assert all(p.exists() for p in spools.values())
 
         pg.start()
-        expected = {"owner-closed": 2, "owner-open": 3}
+        expected = {"owner-closed": 2, "owner-open": 2}
 
         async def written() -> bool:
             rows = pg.execute(

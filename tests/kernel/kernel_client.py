@@ -99,14 +99,29 @@ def execute(
     answers: list[str] | None = None,
     user_expressions: dict[str, str] | None = None,
     timeout: float = 60,
+    metadata: dict[str, Any] | None = None,
 ) -> Result:
-    """Run one cell; answer input requests from ``answers``; wait for reply and idle."""
-    msg_id = kc.execute(
-        code,
-        allow_stdin=allow_stdin,
-        user_expressions=user_expressions or {},
-        stop_on_error=False,
-    )
+    """Run one cell; answer input requests from ``answers``; wait for reply and idle.
+    ``metadata``: the execute_request's metadata (as a server would set it)."""
+    if metadata is None:
+        msg_id = kc.execute(
+            code,
+            allow_stdin=allow_stdin,
+            user_expressions=user_expressions or {},
+            stop_on_error=False,
+        )
+    else:
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": user_expressions or {},
+            "allow_stdin": allow_stdin,
+            "stop_on_error": False,
+        }
+        msg = kc.session.msg("execute_request", content, metadata=metadata)
+        kc.shell_channel.send(msg)
+        msg_id = msg["header"]["msg_id"]
     answers = list(answers or [])
     result = Result(reply={})
     idle = False

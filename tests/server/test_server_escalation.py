@@ -55,9 +55,12 @@ async def test_steps_on_a_server(guard, jp_fetch, auth, fetch_json):
     d = guard.check_execute(user_obj="alice", kernel_id="k", code=blocked)
     assert (d.reason, d.status.level) == ("block", "warning")
     assert not guard.check_execute(user_obj="alice", kernel_id="k", code=fine).refuse
-    # a warn rule is a strike too; the second strike restricts: even fine code is refused
+    # a warn rule alone is no strike: it counts only once the user lets it run
     d = guard.check_execute(user_obj="alice", kernel_id="k", code="import noisymod")
-    assert (d.refuse, d.reason, d.status.level) == (True, "restricted", "restricted")
+    assert (d.refuse, d.warn, d.status.level) == (False, True, "warning")
+    # the second strike restricts: even fine code is refused
+    d = guard.check_execute(user_obj="alice", kernel_id="k", code=blocked)
+    assert (d.refuse, d.reason, d.status.level) == (True, "block", "restricted")
     d = guard.check_execute(user_obj="alice", kernel_id="k", code=fine)
     assert d.refuse and d.reason == "restricted" and d.status.until
     assert guard.status("bob").level == "none"  # per user
