@@ -14,11 +14,13 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, Unicode, default, validate
 
 from ..store import StrikeStore
+from ..store.policies import PolicyVersions
 from . import events as E
 from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
+from .policy_api import policy_handlers
 from .runtime import RuntimeEnforcer
 from .service import GuardService
 from .settings import DEFAULT_MESSAGE, GuardSettings
@@ -40,7 +42,20 @@ class ColabGuardApp(ExtensionApp):
         help="Policy YAML file (None: the shipped default). Watched and hot reloaded.",
     )
     policy_poll_interval = Float(
-        2.0, config=True, help="Seconds between checks of the policy file for changes."
+        2.0,
+        config=True,
+        help="Seconds between checks of the policy file (or, with policy_source = store, "
+        "of the shared store) for a new policy.",
+    )
+    policy_source = Enum(
+        ["file", "store"],
+        "file",
+        config=True,
+        help="Where the policy in force comes from. file: policy_path (or the shipped "
+        "default), hot reloaded. store: the newest version published in the strike store "
+        "(`colab-guard policy publish`, the admin API), polled every policy_poll_interval "
+        "seconds; until a version is published, policy_path applies. Running kernels "
+        "take a new policy before their next cell in both modes.",
     )
     identity = Enum(
         ["auto", "provider", "owner"],
@@ -251,6 +266,7 @@ class ColabGuardApp(ExtensionApp):
     _started = False
     _callbacks: list[PeriodicCallback]
     runtime: RuntimeEnforcer | None = None  # the process watcher
+    _store_poll: asyncio.Future[Any] | None = None  # store mode: the poll running now
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -379,6 +395,7 @@ class ColabGuardApp(ExtensionApp):
                 refuse_unchecked_languages=self.refuse_unchecked_languages,
             ),
             on_suspended=self._on_suspended,
+            policy_versions=PolicyVersions(store.engine) if self.policy_source == "store" else None,
         )
         guard.load_initial_policy()
         self.guard = guard
@@ -406,7 +423,9 @@ class ColabGuardApp(ExtensionApp):
             "colab-guard: store %s, identity %s, policy %s",
             store.engine.url.render_as_string(hide_password=True),
             f"owner ({guard.owner})" if guard.owner_mode else "identity provider",
-            guard.policy_path or "(default)",
+            f"store version {guard.store_version}"
+            if guard.store_version is not None
+            else guard.policy_path or "(default)",
         )
 
     def _report_url(self) -> str:
@@ -432,6 +451,7 @@ class ColabGuardApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
+        self.handlers.extend(policy_handlers())
 
     # -- running ----------------------------------------------------------------------
 
@@ -439,7 +459,12 @@ class ColabGuardApp(ExtensionApp):
         assert self.guard is not None
         guard = self.guard
         self._callbacks = []
-        if guard.policy_path and self.policy_poll_interval > 0:
+        if self.policy_poll_interval > 0 and guard.policy_versions is not None:
+            # the store is read in the pool, never on the event loop; one poll at a time
+            self._callbacks.append(
+                PeriodicCallback(self._poll_store, self.policy_poll_interval * 1000)
+            )
+        elif guard.policy_path and self.policy_poll_interval > 0:
             self._callbacks.append(
                 PeriodicCallback(guard.poll_policy, self.policy_poll_interval * 1000)
             )
@@ -469,6 +494,22 @@ class ColabGuardApp(ExtensionApp):
         task = asyncio.ensure_future(self.guard.run_in_pool(fn, timeout=300))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _poll_store(self) -> None:
+        """Store mode: look for a newly published policy (skipped while one look runs)."""
+        task = self._store_poll
+        if self.guard is None or (task is not None and not task.done()):
+            return
+        self._store_poll = asyncio.ensure_future(
+            self.guard.run_in_pool(self.guard.poll_policy, timeout=60)
+        )
+        self._tasks.add(self._store_poll)
+        self._store_poll.add_done_callback(self._poll_done)
+
+    def _poll_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("colab-guard: the policy store poll failed: %r", task.exception())
 
     def _flush_store(self) -> None:
         if self.guard is not None:

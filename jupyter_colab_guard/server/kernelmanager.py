@@ -114,6 +114,9 @@ class GuardKernelMixin:
             if guard.kernel_policy_path:
                 # the copy of the policy in force (survives the file being deleted)
                 options.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
+            if settings.snapshot_dir:
+                # where the kernel finds the versions marked on execute_requests
+                options.append(f"--KernelGuard.policy_dir={settings.snapshot_dir}")
             # the user's tier, groups and admin exceptions (rewritten when they change)
             ident = guard.write_kernel_identity(kid)
             if ident:

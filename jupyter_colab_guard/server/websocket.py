@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ except ImportError:  # pragma: no cover
     from jupyter_client.jsonutil import date_default as json_default
 
 from ..kernel.config import render_message
-from . import render
+from . import policymark, render
 from .frames import FrameError, FrameLimits, check_frame
 from .service import Decision, GuardService
 from .standing import UNKNOWN
@@ -264,7 +265,7 @@ class GuardConnectionMixin:
         )
         if not decision.refuse:
             self.__dict__["_guard_running"] = item.header  # the cell a notice belongs to
-            self._forward(item)
+            self._forward(self._policy_marked(guard, item))
             return
         self._refuse(item.header, decision)
         if content.get("stop_on_error", True) and not content.get("silent", False):
@@ -274,6 +275,13 @@ class GuardConnectionMixin:
                 item.received,
                 time.monotonic(),
             )
+
+    def _policy_marked(self, guard: GuardService, item: Incoming) -> Incoming:
+        """The request marked with the policy version in force (policymark.py): the
+        kernel guard puts that version in force before it checks the cell."""
+        v1 = self.subprotocol == V1  # type: ignore[attr-defined]
+        raw = policymark.mark(item.raw, v1, self.session, guard.policy_mark())  # type: ignore[attr-defined]
+        return dataclasses.replace(item, raw=raw)
 
     def _sent_before_refusal_seen(self, item: Incoming) -> bool:
         """Whether an execute_request was sent before the frontend could have seen the
