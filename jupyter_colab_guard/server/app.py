@@ -16,10 +16,12 @@ from traitlets import Bool, Dict, Enum, Float, Int, List, Set, Unicode, default,
 from ..store import StrikeStore
 from ..store.policies import PolicyVersions
 from . import events as E
+from . import managers
 from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
+from .managers import TERMINALS_DISABLED, GuardMappingMixin, GuardTerminalMixin
 from .policy_api import policy_handlers
 from .runtime import RuntimeEnforcer
 from .service import GuardService
@@ -264,6 +266,9 @@ class ColabGuardApp(ExtensionApp):
 
     guard: GuardService | None = None
     _started = False
+    # the guard's manager classes the server was configured with at link time (managers.py)
+    _km_class: type | None = None
+    _tm_class: type | None = None
     _callbacks: list[PeriodicCallback]
     runtime: RuntimeEnforcer | None = None  # the process watcher
     _store_poll: asyncio.Future[Any] | None = None  # store mode: the poll running now
@@ -277,6 +282,13 @@ class ColabGuardApp(ExtensionApp):
     def _default_store_url(self) -> str:
         path = os.path.join(self.serverapp.data_dir, "colab_guard", "strikes.sqlite")
         return f"sqlite:///{path}"
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Linking (jupyter_server's step before the server builds its managers): the
+        server is configured to build the guard's kernel and terminal manager classes
+        (managers.py)."""
+        super()._link_jupyter_server_extension(serverapp)
+        self._km_class, self._tm_class = managers.link(serverapp, self.disable_terminals)
 
     def initialize_settings(self) -> None:
         self._route_logs()
@@ -308,6 +320,19 @@ class ColabGuardApp(ExtensionApp):
         )
         mkm = self.serverapp.kernel_manager
         message = f"colab-guard: the acceptable-use guard is not working ({type(err).__name__})"
+        if isinstance(mkm, GuardMappingMixin):
+            mkm.guard_refusal = message
+        else:  # a manager class the guard could not subclass at link time
+            self._refuse_starts_of(mkm, message)
+        if self._tm_class is not None:  # the terminal manager is built after this
+            self._tm_class.guard_refusal = TERMINALS_DISABLED  # type: ignore[attr-defined]
+        self._disable_terminals()
+
+    @staticmethod
+    def _refuse_starts_of(mkm: Any, message: str) -> None:
+        """Last resort for a kernel manager that is not the guard's subclass (another
+        extension replaced ServerApp.kernel_manager_class after linking): its start
+        methods are replaced so that nothing starts unchecked."""
 
         async def refuse_start(*args: Any, **kwargs: Any) -> Any:
             raise web.HTTPError(503, message)
@@ -319,10 +344,10 @@ class ColabGuardApp(ExtensionApp):
                 raise web.HTTPError(503, message)
 
             mkm.kernel_manager_factory = refuse_factory
-        self._disable_terminals()
 
     def _disable_terminals(self) -> None:
-        """Terminals bypass kernels: refuse new ones (their manager's create)."""
+        """Terminals bypass kernels: new ones are refused (managers.py; the class the
+        server built at link time already refuses them)."""
         tm = self.settings.get("terminal_manager") or getattr(
             self.serverapp.web_app, "settings", {}
         ).get("terminal_manager")
@@ -330,9 +355,17 @@ class ColabGuardApp(ExtensionApp):
             return
         tm._colab_guard_disabled = True
         self.log.info("colab-guard: terminals are disabled (ColabGuardApp.disable_terminals)")
+        if isinstance(tm, GuardTerminalMixin):
+            tm.guard_refusal = tm.guard_refusal or TERMINALS_DISABLED
+            return
+        # last resort: a terminal manager the guard could not subclass at link time
+        self.log.warning(
+            "colab-guard: terminal manager %s refused by replacing its methods",
+            type(tm).__name__,
+        )
 
         def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise web.HTTPError(403, "colab-guard: terminals are disabled on this server")
+            raise web.HTTPError(403, TERMINALS_DISABLED)
 
         for name in ("create", "new_terminal", "new_named_terminal"):
             if hasattr(tm, name):
@@ -417,6 +450,12 @@ class ColabGuardApp(ExtensionApp):
             install(
                 mkm, guarded_kernel_class(base_cls, guard, self._kernel_args(), self._report_url())
             )
+            if not isinstance(mkm, GuardMappingMixin):
+                self.log.warning(
+                    "colab-guard: kernel manager %s is not the guard's subclass (its class "
+                    "was replaced after linking); refused kernel starts may stay pending",
+                    type(mkm).__name__,
+                )
         else:
             self.log.error("colab-guard: kernel manager %s cannot be guarded", type(mkm).__name__)
         self.log.info(
