@@ -151,6 +151,8 @@ class PolicyHolder:
             )
             self.events.emit(E.POLICY, {**self._event("refused", err), "store_version": top})
             metrics.policy_refused()
+            if self.policy is None:  # at start: the newest older version that loads
+                return self._load_older(row.version)
             return False
         if self.policy is not None and policy.version == self.policy.version:
             self.store_version = row.version  # the same text published again
@@ -167,6 +169,31 @@ class PolicyHolder:
         )
         self.events.emit(E.POLICY, self._event("loaded" if first else "reloaded"))
         return True
+
+    def _load_older(self, refused: int) -> bool:
+        """No policy in force yet and the newest stored version does not load: the newest
+        older one that does (False: none does, or the store cannot be read)."""
+        assert self.versions is not None
+        try:
+            rows = [r for r in self.versions.history(50) if r.version < refused]
+        except Exception as err:
+            log.error("colab-guard: older policy versions cannot be read: %s", err)
+            return False
+        for row in rows:
+            try:
+                policy = self.versions.load(row)
+            except PolicyError:
+                continue
+            self._set(policy, row.document)
+            self.store_version = row.version
+            log.warning(
+                "colab-guard: store version %d in force (newer version %d refused)",
+                row.version,
+                refused,
+            )
+            self.events.emit(E.POLICY, self._event("loaded"))
+            return True
+        return False
 
     def _read(self) -> tuple[Policy, str | None]:
         """The policy and the exact text it was built from (None: shipped default)."""

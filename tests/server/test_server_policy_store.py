@@ -200,3 +200,31 @@ async def test_running_kernel_takes_a_published_version(guard, kernel_client):
     assert res["text"].strip() == new  # in force in the kernel before this cell
     res = await kc.execute(OTHER)
     assert server_refusal(res) == "block"
+
+
+def test_at_start_a_refused_newest_version_falls_back_to_the_newest_valid(tmp_path):
+    """A server starting when the newest stored version does not load puts the newest
+    older version that does in force (not the file's policy, not nothing)."""
+    from jupyter_colab_guard.server.policy_holder import PolicyHolder
+    from jupyter_colab_guard.server.settings import GuardSettings
+    from jupyter_colab_guard.store import StrikeStore
+
+    store = StrikeStore(f"sqlite:///{tmp_path / 's.sqlite'}")
+    store.migrate()
+    versions = PolicyVersions(store.engine)
+    good = versions.publish(V2, by="ops")
+    bad = "version: 1\nname: broken\nrules: [{id: x}]\n"
+    with store.engine.begin() as conn:
+        conn.execute(
+            insert(S.policies).values(
+                version=2, document=bad, sha256=sha256(bad), published_by="sql",
+                published_at=0.0, comment=None,
+            )
+        )  # fmt: skip
+    holder = PolicyHolder(str(HERE / "policy.yaml"), E.GuardEvents(None), GuardSettings(), versions)
+    holder.load_initial()
+    assert holder.store_version == 1 and holder.policy is not None
+    assert holder.policy.version == good.policy_version
+    assert holder.poll() is None  # version 2 is not tried again
+    holder.shutdown()
+    store.close()
