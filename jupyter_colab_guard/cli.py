@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from . import __version__, lab
+from . import __version__, lab, publish
 from .analysis import Analyzer, Finding
 from .analysis.findings import action_rank
 from .analysis.pyscan import Memory
@@ -812,7 +812,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("paths", nargs="+")
     check.set_defaults(func=cmd_check)
-    policy = sub.add_parser("policy", help="validate, test or explain a policy")
+    policy = sub.add_parser(
+        "policy", help="validate, test, explain or publish a policy; list published versions"
+    )
     psub = policy.add_subparsers(dest="policy_command", required=True)
     for name, func, text in (
         ("validate", cmd_validate, "report every problem of a policy"),
@@ -822,6 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = psub.add_parser(name, help=text)
         p.add_argument("file", nargs="?", help="policy YAML (default: the shipped policy)")
         p.set_defaults(func=func)
+    publish.add_commands(psub)
     lab.add_parser(sub)
     monitor.add_parser(sub)
     return parser

@@ -38,6 +38,12 @@ class KernelGuard(Configurable):
     policy_path = Unicode("", help="Policy YAML file; empty means the shipped default policy.").tag(
         config=True
     )
+    policy_dir = Unicode(
+        "",
+        help="The server's private folder of policy snapshots (policy-<version>.yaml). "
+        "Set: before each cell the guard puts in force the version the server marked on "
+        "the execute_request, read from this folder and checked against its hash.",
+    ).tag(config=True)
     service_name = Unicode("Colab", help="Service name put into the message.").tag(config=True)
     message = Unicode(
         DEFAULT_MESSAGE, help="Warning text; '{service}' is replaced by service_name."

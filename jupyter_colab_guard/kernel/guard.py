@@ -16,6 +16,7 @@ from typing import Any
 from . import consent
 from .config import KernelGuard
 from .errors import ProhibitedCodeError
+from .follow import follow
 from .reports import Reporter
 from .warning import Notice, build_notice
 
@@ -111,6 +112,7 @@ class Guard:
         self.ident: dict[str, Any] = {}
         self.exceptions: list[dict[str, Any]] = []
         self._ident_sig: tuple[Any, ...] | None = None
+        self.refused_versions: set[str] = set()  # marked versions that did not load
         self.refresh_identity()
         self._load()
 
@@ -127,6 +129,26 @@ class Guard:
         except Exception as err:  # a broken guard: fail_closed decides
             self.analyzer = self.session = None
             self.load_error = f"{type(err).__name__}: {err}"
+
+    def use_policy(self, policy: Any) -> None:
+        """Put a new policy in force (the version the server marked: kernel/follow.py).
+        A new analysis session starts, as the server's does for a new version."""
+        from jupyter_colab_guard.analysis import Analyzer
+
+        analyzer = Analyzer(policy)
+        session = analyzer.session(identity=self._identity())
+        with self._lock:
+            self.analyzer, self.session = analyzer, session
+            self.policy_version = str(getattr(policy, "version", ""))
+            self.load_error = ""
+            self._cmd_cache.clear()
+        if self.integrity is not None:
+            self.integrity.adopt(("analyzer", "session"))
+        self.report("armed", detail="policy reloaded")
+
+    def follow_policy(self) -> None:
+        """Before a cell: the policy version the server marked on it (kernel/follow.py)."""
+        follow(self)
 
     def _identity(self) -> Any:
         user = str(self.ident.get("user") or os.environ.get("JUPYTERHUB_USER", ""))

@@ -152,6 +152,7 @@ def wrap_do_execute(guard: Guard, orig: Callable[..., Any]) -> Any:
             guard.refresh_identity()
         except Exception:
             pass
+        guard.follow_policy()  # the version the server marked on this request
         try:
             return await orig(*args, **kwargs)
         finally:

@@ -26,8 +26,8 @@ SHELL_METHODS = (
 )  # fmt: skip
 GUARD_ATTRS = ("shell", "settings", "kernel", "reporter", "analyzer", "session", "integrity")
 SETTINGS = (
-    "policy_path", "service_name", "message", "faq_url", "appeal_url", "show_evidence",
-    "fail_closed", "warn_default_headless", "audit_log", "tier", "allow_unload",
+    "policy_path", "policy_dir", "service_name", "message", "faq_url", "appeal_url",
+    "show_evidence", "fail_closed", "warn_default_headless", "audit_log", "tier", "allow_unload",
 )  # fmt: skip
 
 
@@ -262,6 +262,14 @@ class Installation:
         self._attrs = {n: g.__dict__[n] for n in GUARD_ATTRS if n in g.__dict__}
         self._settings = {n: getattr(g.settings, n) for n in SETTINGS}
         self._class_names = frozenset(dir(type(g)))
+
+    def adopt(self, names: tuple[str, ...]) -> None:
+        """The guard replaced these attributes itself (a new policy): they are the ones
+        to keep from now on."""
+        g = self.guard
+        for name in names:
+            if name in g.__dict__:
+                self._attrs[name] = g.__dict__[name]
 
     def protected_ids(self) -> frozenset[int]:
         """Objects whose attributes may not be set (checked by the audit hook)."""

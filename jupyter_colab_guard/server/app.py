@@ -14,11 +14,15 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Dict, Enum, Float, Int, List, Set, Unicode, default, validate
 
 from ..store import StrikeStore
+from ..store.policies import PolicyVersions
 from . import events as E
+from . import managers
 from .escalation import DEFAULT_LADDER, parse_ladder
 from .handlers import handlers
 from .identity import default_owner
 from .kernelmanager import PRIVATE_ENV, STORE_URL_ENV, guarded_kernel_class, install
+from .managers import TERMINALS_DISABLED, GuardMappingMixin, GuardTerminalMixin
+from .policy_api import policy_handlers
 from .runtime import RuntimeEnforcer
 from .service import GuardService
 from .settings import DEFAULT_MESSAGE, GuardSettings
@@ -48,7 +52,20 @@ class ColabGuardApp(ExtensionApp):
         help="Policy YAML file (None: the shipped default). Watched and hot reloaded.",
     )
     policy_poll_interval = Float(
-        2.0, config=True, help="Seconds between checks of the policy file for changes."
+        2.0,
+        config=True,
+        help="Seconds between checks of the policy file (or, with policy_source = store, "
+        "of the shared store) for a new policy.",
+    )
+    policy_source = Enum(
+        ["file", "store"],
+        "file",
+        config=True,
+        help="Where the policy in force comes from. file: policy_path (or the shipped "
+        "default), hot reloaded. store: the newest version published in the strike store "
+        "(`colab-guard policy publish`, the admin API), polled every policy_poll_interval "
+        "seconds; until a version is published, policy_path applies. Running kernels "
+        "take a new policy before their next cell in both modes.",
     )
     identity = Enum(
         ["auto", "provider", "owner"],
@@ -296,8 +313,12 @@ class ColabGuardApp(ExtensionApp):
 
     guard: GuardService | None = None
     _started = False
+    # the guard's manager classes the server was configured with at link time (managers.py)
+    _km_class: type | None = None
+    _tm_class: type | None = None
     _callbacks: list[PeriodicCallback]
     runtime: RuntimeEnforcer | None = None  # the process watcher
+    _store_poll: asyncio.Future[Any] | None = None  # store mode: the poll running now
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -308,6 +329,13 @@ class ColabGuardApp(ExtensionApp):
     def _default_store_url(self) -> str:
         path = os.path.join(self.serverapp.data_dir, "colab_guard", "strikes.sqlite")
         return f"sqlite:///{path}"
+
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Linking (jupyter_server's step before the server builds its managers): the
+        server is configured to build the guard's kernel and terminal manager classes
+        (managers.py)."""
+        super()._link_jupyter_server_extension(serverapp)
+        self._km_class, self._tm_class = managers.link(serverapp, self.disable_terminals)
 
     def initialize_settings(self) -> None:
         self._route_logs()
@@ -339,6 +367,19 @@ class ColabGuardApp(ExtensionApp):
         )
         mkm = self.serverapp.kernel_manager
         message = f"colab-guard: the acceptable-use guard is not working ({type(err).__name__})"
+        if isinstance(mkm, GuardMappingMixin):
+            mkm.guard_refusal = message
+        else:  # a manager class the guard could not subclass at link time
+            self._refuse_starts_of(mkm, message)
+        if self._tm_class is not None:  # the terminal manager is built after this
+            self._tm_class.guard_refusal = TERMINALS_DISABLED  # type: ignore[attr-defined]
+        self._disable_terminals()
+
+    @staticmethod
+    def _refuse_starts_of(mkm: Any, message: str) -> None:
+        """Last resort for a kernel manager that is not the guard's subclass (another
+        extension replaced ServerApp.kernel_manager_class after linking): its start
+        methods are replaced so that nothing starts unchecked."""
 
         async def refuse_start(*args: Any, **kwargs: Any) -> Any:
             raise web.HTTPError(503, message)
@@ -350,10 +391,10 @@ class ColabGuardApp(ExtensionApp):
                 raise web.HTTPError(503, message)
 
             mkm.kernel_manager_factory = refuse_factory
-        self._disable_terminals()
 
     def _disable_terminals(self) -> None:
-        """Terminals bypass kernels: refuse new ones (their manager's create)."""
+        """Terminals bypass kernels: new ones are refused (managers.py; the class the
+        server built at link time already refuses them)."""
         tm = self.settings.get("terminal_manager") or getattr(
             self.serverapp.web_app, "settings", {}
         ).get("terminal_manager")
@@ -361,9 +402,17 @@ class ColabGuardApp(ExtensionApp):
             return
         tm._colab_guard_disabled = True
         self.log.info("colab-guard: terminals are disabled (ColabGuardApp.disable_terminals)")
+        if isinstance(tm, GuardTerminalMixin):
+            tm.guard_refusal = tm.guard_refusal or TERMINALS_DISABLED
+            return
+        # last resort: a terminal manager the guard could not subclass at link time
+        self.log.warning(
+            "colab-guard: terminal manager %s refused by replacing its methods",
+            type(tm).__name__,
+        )
 
         def refuse(*args: Any, **kwargs: Any) -> Any:
-            raise web.HTTPError(403, "colab-guard: terminals are disabled on this server")
+            raise web.HTTPError(403, TERMINALS_DISABLED)
 
         for name in ("create", "new_terminal", "new_named_terminal"):
             if hasattr(tm, name):
@@ -428,6 +477,7 @@ class ColabGuardApp(ExtensionApp):
                 refuse_unchecked_languages=self.refuse_unchecked_languages,
             ),
             on_suspended=self._on_suspended,
+            policy_versions=PolicyVersions(store.engine) if self.policy_source == "store" else None,
         )
         guard.load_initial_policy()
         if self.webhook_url:
@@ -459,13 +509,21 @@ class ColabGuardApp(ExtensionApp):
             install(
                 mkm, guarded_kernel_class(base_cls, guard, self._kernel_args(), self._report_url())
             )
+            if not isinstance(mkm, GuardMappingMixin):
+                self.log.warning(
+                    "colab-guard: kernel manager %s is not the guard's subclass (its class "
+                    "was replaced after linking); refused kernel starts may stay pending",
+                    type(mkm).__name__,
+                )
         else:
             self.log.error("colab-guard: kernel manager %s cannot be guarded", type(mkm).__name__)
         self.log.info(
             "colab-guard: store %s, identity %s, policy %s",
             store.engine.url.render_as_string(hide_password=True),
             f"owner ({guard.owner})" if guard.owner_mode else "identity provider",
-            guard.policy_path or "(default)",
+            f"store version {guard.store_version}"
+            if guard.store_version is not None
+            else guard.policy_path or "(default)",
         )
 
     def _report_url(self) -> str:
@@ -491,6 +549,7 @@ class ColabGuardApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(handlers())
+        self.handlers.extend(policy_handlers())
 
     # -- running ----------------------------------------------------------------------
 
@@ -498,7 +557,12 @@ class ColabGuardApp(ExtensionApp):
         assert self.guard is not None
         guard = self.guard
         self._callbacks = []
-        if guard.policy_path and self.policy_poll_interval > 0:
+        if self.policy_poll_interval > 0 and guard.policy_versions is not None:
+            # the store is read in the pool, never on the event loop; one poll at a time
+            self._callbacks.append(
+                PeriodicCallback(self._poll_store, self.policy_poll_interval * 1000)
+            )
+        elif guard.policy_path and self.policy_poll_interval > 0:
             self._callbacks.append(
                 PeriodicCallback(guard.poll_policy, self.policy_poll_interval * 1000)
             )
@@ -528,6 +592,22 @@ class ColabGuardApp(ExtensionApp):
         task = asyncio.ensure_future(self.guard.run_in_pool(fn, timeout=300))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _poll_store(self) -> None:
+        """Store mode: look for a newly published policy (skipped while one look runs)."""
+        task = self._store_poll
+        if self.guard is None or (task is not None and not task.done()):
+            return
+        self._store_poll = asyncio.ensure_future(
+            self.guard.run_in_pool(self.guard.poll_policy, timeout=60)
+        )
+        self._tasks.add(self._store_poll)
+        self._store_poll.add_done_callback(self._poll_done)
+
+    def _poll_done(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("colab-guard: the policy store poll failed: %r", task.exception())
 
     def _flush_store(self) -> None:
         if self.guard is not None:

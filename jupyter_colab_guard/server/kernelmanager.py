@@ -114,6 +114,9 @@ class GuardKernelMixin:
             if guard.kernel_policy_path:
                 # the copy of the policy in force (survives the file being deleted)
                 options.append(f"--KernelGuard.policy_path={guard.kernel_policy_path}")
+            if settings.snapshot_dir:
+                # where the kernel finds the versions marked on execute_requests
+                options.append(f"--KernelGuard.policy_dir={settings.snapshot_dir}")
             # the user's tier, groups and admin exceptions (rewritten when they change)
             ident = guard.write_kernel_identity(kid)
             if ident:
@@ -177,23 +180,4 @@ def install(mkm: Any, kernel_class: type) -> None:
             kwargs.setdefault("context", mkm.context)
         return kernel_class(*args, **kwargs)
 
-    mkm.kernel_manager_factory = factory
-    _forget_refused_starts(mkm)
-
-
-def _forget_refused_starts(mkm: Any) -> None:
-    """A kernel start refused by the guard (403 suspended, 503 store down) must not stay
-    in jupyter_client's pending kernels: the server's shutdown would fail on it (404)."""
-    original = mkm.start_kernel
-
-    async def start_kernel(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await original(*args, **kwargs)
-        except Exception:
-            pending = getattr(mkm, "_pending_kernels", {})
-            for kid, task in list(pending.items()):
-                if task.done() and kid not in mkm._kernels:
-                    pending.pop(kid, None)
-            raise
-
-    mkm.start_kernel = start_kernel
+    mkm.kernel_manager_factory = factory  # a trait of MultiKernelManager

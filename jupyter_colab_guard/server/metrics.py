@@ -249,7 +249,14 @@ class GuardStateCollector:
             "The policy in force: its name and version (content hash).",
             labels=["name", "version"],
         )
+        store_version = GaugeMetricFamily(
+            f"{PREFIX}_policy_store_version",
+            "policy_source = store: the published version number in force (absent in "
+            "file mode and until a stored version is in force).",
+        )
         if guard is not None:
+            if guard.store_version is not None:
+                store_version.add_metric([], float(guard.store_version))
             pending.add_metric([], float(guard.store.pending))
             policy = guard.policy
             loaded.add_metric([], 1.0 if policy is not None else 0.0)
@@ -258,3 +265,4 @@ class GuardStateCollector:
         yield pending
         yield loaded
         yield info
+        yield store_version

@@ -1,4 +1,10 @@
-"""The policy in force: loading, hot reload, snapshots for kernels, analysis sessions."""
+"""The policy in force: loading, hot reload, snapshots for kernels, analysis sessions.
+
+Its source is the policy file or folder (``policy_source = "file"``), or the newest
+version published in the shared store (``"store"``, with the file as the fallback until
+a version is published). A policy that does not load, or a store that cannot be read,
+never replaces the policy in force.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from ..analysis.findings import Finding
 from ..analysis.worker import PolicyRef
 from ..policy import Identity, Policy, PolicyError, Problem, load_policy, parse_policy
 from ..policy.folder import flatten, signature
+from ..store.policies import PolicyVersions
 from . import events as E
 from . import metrics
 from .settings import GuardSettings
@@ -26,9 +33,18 @@ Session = tuple[Any, threading.Lock]
 
 class PolicyHolder:
     def __init__(
-        self, policy_path: str | None, events: E.GuardEvents, settings: GuardSettings
+        self,
+        policy_path: str | None,
+        events: E.GuardEvents,
+        settings: GuardSettings,
+        versions: PolicyVersions | None = None,
     ) -> None:
         self.policy_path = policy_path
+        # store mode: the shared store's published versions (None: the file is the source)
+        self.versions = versions
+        self.store_version: int | None = None  # the store version in force
+        self._store_refused: int | None = None  # a stored version that did not load
+        self._store_down = False  # the last poll could not read the store (said once)
         self.events = events
         self.settings = settings
         # copies of the policy in force, handed to new kernels: a policy file deleted or
@@ -51,8 +67,18 @@ class PolicyHolder:
         return signature(Path(self.policy_path))
 
     def load_initial(self) -> None:
-        """Load at startup. A broken policy leaves the guard without one (fail mode)."""
+        """Load at startup. A broken policy leaves the guard without one (fail mode).
+        Store mode: the newest published version, else (none yet, or the store cannot
+        be read) the file's policy until the store has one."""
         self._sig = self._file_sig()
+        if self.versions is not None:
+            if self.poll_store():
+                return
+            log.warning(
+                "colab-guard: policy_source is store but no stored policy is in force; "
+                "the policy %s applies until one is published",
+                self.policy_path or "(default)",
+            )
         try:
             self._set(*self._read())
             self.events.emit(E.POLICY, self._event("loaded"))
@@ -63,6 +89,8 @@ class PolicyHolder:
 
     def poll(self) -> bool | None:
         """Hot reload: None = unchanged, True = new policy in force, False = refused."""
+        if self.versions is not None:
+            return self.poll_store()
         sig = self._file_sig()
         if sig == self._sig:
             return None
@@ -84,6 +112,88 @@ class PolicyHolder:
         log.info("colab-guard: policy %s reloaded (version %s)", self.policy_path, policy.version)
         self.events.emit(E.POLICY, self._event("reloaded"))
         return True
+
+    def poll_store(self) -> bool | None:
+        """Store mode: put the newest published version in force (a cheap ``max`` query
+        when nothing changed). None = unchanged, True = new policy, False = refused or the
+        store unreadable (the policy in force stays). Runs off the event loop."""
+        assert self.versions is not None
+        try:
+            top = self.versions.latest_number()
+            row = None
+            if top is not None and top not in (self.store_version, self._store_refused):
+                row = self.versions.get(top)
+        except Exception as err:  # unreachable, no table, no permission
+            if not self._store_down:
+                self._store_down = True
+                log.error(
+                    "colab-guard: the policy store cannot be read, the policy in force "
+                    "(%s) stays: %s",
+                    self.policy.version if self.policy else "none",
+                    str(err).strip().splitlines()[0] if str(err).strip() else repr(err),
+                )
+                self.events.emit(E.POLICY, self._event("refused", err))
+                metrics.policy_refused()
+            return False
+        if self._store_down:
+            self._store_down = False
+            log.info("colab-guard: the policy store can be read again")
+        if row is None:
+            return None
+        try:
+            policy = self.versions.load(row)
+        except PolicyError as err:
+            self._store_refused = row.version
+            log.error(
+                "colab-guard: stored policy version %d refused, the policy in force stays:\n%s",
+                row.version,
+                err,
+            )
+            self.events.emit(E.POLICY, {**self._event("refused", err), "store_version": top})
+            metrics.policy_refused()
+            if self.policy is None:  # at start: the newest older version that loads
+                return self._load_older(row.version)
+            return False
+        if self.policy is not None and policy.version == self.policy.version:
+            self.store_version = row.version  # the same text published again
+            return None
+        first = self.policy is None
+        self._set(policy, row.document)
+        self.store_version = row.version
+        log.info(
+            "colab-guard: policy %s store version %d (policy %s, published by %s)",
+            "loaded from the" if first else "reloaded from the",
+            row.version,
+            policy.version,
+            row.published_by,
+        )
+        self.events.emit(E.POLICY, self._event("loaded" if first else "reloaded"))
+        return True
+
+    def _load_older(self, refused: int) -> bool:
+        """No policy in force yet and the newest stored version does not load: the newest
+        older one that does (False: none does, or the store cannot be read)."""
+        assert self.versions is not None
+        try:
+            rows = [r for r in self.versions.history(50) if r.version < refused]
+        except Exception as err:
+            log.error("colab-guard: older policy versions cannot be read: %s", err)
+            return False
+        for row in rows:
+            try:
+                policy = self.versions.load(row)
+            except PolicyError:
+                continue
+            self._set(policy, row.document)
+            self.store_version = row.version
+            log.warning(
+                "colab-guard: store version %d in force (newer version %d refused)",
+                row.version,
+                refused,
+            )
+            self.events.emit(E.POLICY, self._event("loaded"))
+            return True
+        return False
 
     def _read(self) -> tuple[Policy, str | None]:
         """The policy and the exact text it was built from (None: shipped default)."""
@@ -143,6 +253,8 @@ class PolicyHolder:
             "path": self.policy_path,
             "version": self.policy.version if self.policy and status != "refused" else None,
             "problems": problems,
+            "source": "store" if self.versions is not None else "file",
+            "store_version": self.store_version,
         }
 
     # -- analysis sessions ------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar, overload
 from ..analysis import Analyzer
 from ..policy import Policy
 from ..store import StrikeStore
+from ..store.policies import PolicyVersions
 from . import events as E
 from . import metrics
 from .checker import Checker, Decision
@@ -100,6 +101,8 @@ class GuardService:
     policy_path = Via[str | None]("policies")
     kernel_policy_path = Via[str | None]("policies")
     policy = Via[Policy | None]("policies")
+    store_version = Via[int | None]("policies")  # store mode: the version in force
+    policy_versions = Via[PolicyVersions | None]("policies", "versions")
     analyzer = Via[Analyzer | None]("policies")
     # shuts down a user's kernels (thread-safe); set by the app
     on_suspended = Via[Callable[[str], None] | None]("recorder")
@@ -131,8 +134,10 @@ class GuardService:
         check_workers: int = 4,
         settings: GuardSettings | None = None,
         on_suspended: Callable[[str], None] | None = None,
+        policy_versions: PolicyVersions | None = None,
     ) -> None:
-        """``settings``: the other settings (defaults: ``GuardSettings()``)."""
+        """``settings``: the other settings (defaults: ``GuardSettings()``).
+        ``policy_versions``: store mode (the newest published policy is in force)."""
         # shared by the parts; not meant to be replaced
         self.store = store
         self.ladder = ladder
@@ -157,7 +162,7 @@ class GuardService:
             owner_admin=owner_admin,
         )
         self.standing = UserStanding(store, ladder)
-        self.policies = PolicyHolder(policy_path, events, self.settings)
+        self.policies = PolicyHolder(policy_path, events, self.settings, policy_versions)
         self.kernels = KernelRegistry(self.users, self.standing, self.settings)
         self.recorder = Recorder(store, ladder, events, self.settings, on_suspended)
         self.reports = KernelReports(
@@ -211,6 +216,11 @@ class GuardService:
         self.check_execute = self.checker.check_execute
         self.analyse = self.checker.analyse
         metrics.install(self)  # /metrics reports this guard (the last built in the process)
+
+    def policy_mark(self) -> str | None:
+        """The version marked on forwarded execute_requests (server/policymark.py)."""
+        policy = self.policies.policy
+        return policy.version if policy is not None else None
 
     def forget_kernel(self, kernel_id: str) -> None:
         """A kernel shut down: its token, identity file and analysis sessions go."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ except ImportError:  # pragma: no cover
     from jupyter_client.jsonutil import date_default as json_default
 
 from ..kernel.config import render_message
-from . import render
+from . import policymark, render
 from .consent import Held, Prompted, PromptWatch, client_metadata, granted_metadata
 from .frames import FrameError, FrameLimits, check_frame
 from .service import Decision, GuardService
@@ -321,7 +322,7 @@ class GuardConnectionMixin:
                 ),
             )
         self.__dict__["_guard_running"] = item.header  # the cell a notice belongs to
-        self._forward(item)
+        self._forward(self._policy_marked(guard, item))
 
     def _note_refusal(self, item: Incoming) -> None:
         """With stop_on_error, what the frontend sent before it could see this refusal is
@@ -369,7 +370,7 @@ class GuardConnectionMixin:
             await self._settle(prompted, "consent", {"via": "dialog", "choice": "run"})
             item.raw = self._with_metadata(item.raw, granted_metadata(item.metadata, held))
             self.__dict__["_guard_running"] = item.header
-            self._forward(item)
+            self._forward(self._policy_marked(guard, item))
             return
         await self._settle(prompted, "declined", {"via": "dialog", "choice": choice})
         if choice == "closed":
@@ -445,6 +446,13 @@ class GuardConnectionMixin:
             if prompted.answer is not None:
                 detail["answer"] = prompted.answer
             self._settle_soon(prompted, outcome, detail)
+
+    def _policy_marked(self, guard: GuardService, item: Incoming) -> Incoming:
+        """The request marked with the policy version in force (policymark.py): the
+        kernel guard puts that version in force before it checks the cell."""
+        v1 = self.subprotocol == V1  # type: ignore[attr-defined]
+        raw = policymark.mark(item.raw, v1, self.session, guard.policy_mark())  # type: ignore[attr-defined]
+        return dataclasses.replace(item, raw=raw)
 
     def _sent_before_refusal_seen(self, item: Incoming) -> bool:
         """Whether an execute_request was sent before the frontend could have seen the

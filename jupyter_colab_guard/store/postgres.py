@@ -8,7 +8,9 @@ single-user server connects with a login role of its own, member of the group ro
   no UPDATE, DELETE or TRUNCATE, so a strike once written cannot be erased;
 - ``colab_guard_users`` (resets) and ``colab_guard_exceptions``: SELECT of own rows only;
 - ``colab_guard_appeals``: SELECT and INSERT of own rows;
-- ``colab_guard_schema``: SELECT (the server checks the schema version).
+- ``colab_guard_schema``: SELECT (the server checks the schema version);
+- ``colab_guard_policies`` (published policies): SELECT of every row, no writes (only
+  the owner publishes).
 
 Which user a login role belongs to is kept in ``colab_guard_roles`` (readable by the
 owner only) and read by the SECURITY DEFINER function ``colab_guard_me()`` using
@@ -29,6 +31,7 @@ from sqlalchemy.engine import make_url
 GROUP_ROLE = "colab_guard_users"
 ROLE_PREFIX = "cg_"
 _SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+POLICY_TABLE = "colab_guard_policies"
 
 _OWN = 'USING ("user" = colab_guard_me())'
 # table -> (privileges for the group role, RLS policies: (name, command, clause))
@@ -101,6 +104,9 @@ def setup_isolation(engine: Engine) -> None:
                 )
             if "INSERT" in privileges:
                 conn.execute(text(f"GRANT USAGE ON SEQUENCE {table}_id_seq TO {GROUP_ROLE}"))
+        # published policies: every server reads them (no row security); owner writes
+        conn.execute(text(f"REVOKE ALL ON {POLICY_TABLE} FROM PUBLIC"))
+        conn.execute(text(f"GRANT SELECT ON {POLICY_TABLE} TO {GROUP_ROLE}"))
 
 
 def ensure_user_role(engine: Engine, user: str) -> tuple[str, str]:

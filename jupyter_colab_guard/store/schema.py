@@ -109,3 +109,17 @@ ADDED_COLUMNS: dict[int, list[tuple[Table, str]]] = {
         (appeals, "note"),
     ],
 }
+
+# published policies (``colab-guard policy publish``, the admin API): servers with
+# ``policy_source = "store"`` put the newest in force. Rows are never changed; a
+# rollback publishes an old document again as a new version.
+policies = Table(
+    "colab_guard_policies",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),  # 1, 2, 3, ...
+    Column("document", Text, nullable=False),  # the policy as one YAML (or JSON) text
+    Column("sha256", String(64), nullable=False),  # of the document's UTF-8 bytes
+    Column("published_by", String(255), nullable=False),
+    Column("published_at", Float, nullable=False),
+    Column("comment", Text),
+)

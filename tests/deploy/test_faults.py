@@ -192,6 +192,9 @@ async def test_a_guard_that_cannot_load_refuses_every_kernel(tmp_path):
         assert "could not be set up" in server.log_text()
         kernels = await server.fetch("api/kernels")
         assert kernels == []
+        # nor terminals (the terminal manager the server built at link time refuses them)
+        with pytest.raises(Exception, match="403"):
+            await server.fetch("api/terminals", "POST", {})
     finally:
         await server.stop()
 

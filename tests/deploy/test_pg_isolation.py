@@ -74,3 +74,37 @@ def test_user_role_sees_and_writes_only_its_own_rows(owner_url: str):
         stale.schema_version()
     stale.close()
     owner.close()
+
+
+POLICY = (
+    "version: 1\nname: iso\ncategories: [{id: c, title: C, description: D, action: block,"
+    " severity: high}]\nrules: [{id: r, category: c, message: M, match: {import: xmod},"
+    " examples: {match: ['import xmod'], no_match: ['import os']}}]\n"
+)
+
+
+def test_user_role_reads_published_policies_and_cannot_publish(owner_url: str):
+    """Store mode under per-user roles: every server reads the versions, none writes."""
+    from sqlalchemy import text
+
+    from jupyter_colab_guard.store.policies import PolicyVersions
+
+    owner = StrikeStore(owner_url)
+    owner.migrate()
+    pg.setup_isolation(owner.engine)
+    PolicyVersions(owner.engine).publish(POLICY, by="ops")
+    role, password = pg.ensure_user_role(owner.engine, "carol")
+    carol = StrikeStore(pg.url_for_role(owner_url, role, password))
+    versions = PolicyVersions(carol.engine)
+    assert versions.latest_number() == 1 and versions.get(1).document == POLICY
+    with pytest.raises((ProgrammingError, DBAPIError)):
+        versions.publish(POLICY.replace("xmod", "ymod"), by="carol")
+    for sql in (
+        "DELETE FROM colab_guard_policies",
+        "UPDATE colab_guard_policies SET comment = 'x'",
+    ):
+        with pytest.raises((ProgrammingError, DBAPIError)), carol.engine.begin() as conn:
+            conn.execute(text(sql))
+    assert [v.version for v in PolicyVersions(owner.engine).history()] == [1]
+    carol.close()
+    owner.close()

@@ -8,6 +8,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_guard.server.escalation import DEFAULT_LADDER, evaluate, parse_ladder
+from jupyter_colab_guard.server.managers import GuardMappingMixin
 
 H = 3600.0
 LADDER = parse_ladder(DEFAULT_LADDER)
@@ -50,7 +51,7 @@ def guard_config():
     }
 
 
-async def test_steps_on_a_server(guard, jp_fetch, auth, fetch_json):
+async def test_steps_on_a_server(guard, jp_fetch, auth, fetch_json, jp_serverapp):
     blocked, fine = "!forbidden-tool", "print('fine')"
     d = guard.check_execute(user_obj="alice", kernel_id="k", code=blocked)
     assert (d.reason, d.status.level) == ("block", "warning")
@@ -76,6 +77,11 @@ async def test_steps_on_a_server(guard, jp_fetch, auth, fetch_json):
             headers=auth("alice"),
         )
     assert err.value.code == 403
+    # the refused start is not left pending (the server's kernel list and shutdown
+    # would fail on it): the guard's kernel manager subclass forgets it
+    assert json.loads((await jp_fetch("api", "kernels", headers=auth("alice"))).body) == []
+    assert isinstance(jp_serverapp.kernel_manager, GuardMappingMixin)
+    assert jp_serverapp.kernel_manager._pending_kernels == {}
     page = (await jp_fetch("colab-guard/", headers=auth("alice"))).body.decode()
     assert "suspended" in page
     # an admin reset lifts everything

@@ -51,3 +51,20 @@ async def test_hot_reload(guard, policy_file, jp_serverapp):
         await asyncio.sleep(0.05)
     assert [e["status"] for e in seen] == ["reloaded", "refused"]
     assert seen[1]["problems"]
+
+
+async def test_running_kernel_takes_the_reloaded_policy(guard, kernel_client, policy_file):
+    """File mode: a kernel started before a hot reload enforces the new version from its
+    next cell (the server marks each execute_request with its version)."""
+    enforced = (
+        "from jupyter_colab_guard.kernel.extension import guard_of\n"
+        "print(guard_of(get_ipython()).policy_version)"
+    )
+    kc = await kernel_client("alice")
+    old = guard.policy.version
+    assert (await kc.execute(enforced))["text"].strip() == old
+    shutil.copy(HERE / "policy_v2.yaml", policy_file)
+    _touch_newer(policy_file)
+    assert guard.poll_policy() is True
+    assert guard.policy.version != old
+    assert (await kc.execute(enforced))["text"].strip() == guard.policy.version
