@@ -268,6 +268,7 @@ class GuardConnectionMixin:
                     await self._guard_process(item)
                 except Exception:  # never forward a message whose check broke
                     self.log.exception("colab-guard: message dropped")  # type: ignore[attr-defined]
+                    self._answer_dropped(item)
         finally:
             task[0] = None
 
@@ -573,6 +574,18 @@ class GuardConnectionMixin:
                 },
                 "transient": transient,
             },
+        )
+
+    def _answer_dropped(self, item: Incoming) -> None:
+        """A request whose check broke is refused with a reply, so the cell never waits."""
+        if item.header.get("msg_type") != "execute_request":
+            return
+        try:
+            self._send("iopub", "status", item.header, {"execution_state": "busy"})
+        except Exception:  # the websocket closed meanwhile
+            return
+        self._send_error(
+            item.header, "Execution refused: the acceptable-use check failed on this cell."
         )
 
     def _send_error(self, parent: dict[str, Any], evalue: str) -> None:
