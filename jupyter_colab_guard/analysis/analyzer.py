@@ -22,7 +22,7 @@ from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
 from .linear import LinearPass
-from .locate import Snippet, keyword_lines, line_starts, snippets
+from .locate import Snippet, keyword_lines, line_of, line_starts, snippets
 from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
@@ -38,6 +38,9 @@ TIMEOUT_RULE = "analysis.timeout"
 
 
 # Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
+# where two string literals meet ("co" + "lab", "co" "lab", "co", "lab" in a join): the
+# prefilter also reads the cell with these removed, so a keyword split across literals counts
+LITERAL_JOIN = re.compile(r"""['"](?:[\s\\]*[+,])?[\s\\(]*[rbuf]{0,2}['"]""")
 SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re.MULTILINE)
 
 
@@ -197,6 +200,12 @@ class Analyzer:
             imported = {p.lower() for m in memory.imports for p in m.split(".")}
             words = TextIndex(lowered, tokens.tokens | imported, own=tokens)
         live = self.engine.live_rules(lowered, shell, words)
+        joined = LITERAL_JOIN.sub("", lowered)
+        if joined != lowered:  # a keyword split across string literals
+            spread = self.engine.live_rules(joined, shell, TextIndex(joined)) - live
+            if spread:
+                live |= spread
+                tokens.spread = True
         deep = bool(live) or marked or _memory_hit(lowered, tokens.tokens, memory)
         if not deep:  # `def sh(c): sp.run(c, shell=True)` with subprocess imported before
             deep = may_define_wrapper(tokens.tokens, memory.functions, memory.imports)
@@ -243,9 +252,10 @@ class Analyzer:
         keywords |= {name.lower() for name in _memory_names(memory)}
         keywords |= set(_env_refs(memory))
         keywords |= {word(name.lower()) for name in memory.sink_names}
-        return keyword_lines(code, lowered, keywords, starts), marker_lines(
-            code, lowered, words, starts
-        )
+        strong = keyword_lines(code, lowered, keywords, starts)
+        if text.spread:  # a keyword split across literals: the lines where literals meet
+            strong |= {line_of(starts, m.start()) for m in LITERAL_JOIN.finditer(code)}
+        return strong, marker_lines(code, lowered, words, starts)
 
     def _parse(self, source: str, memory: Memory) -> tuple[str, ast.Module, list[int]] | _Result:
         """The code the kernel would run, its tree and line map; or, when Python or
@@ -284,6 +294,7 @@ class Analyzer:
         scanner = PythonScanner(facts, memory, None)
         scanner.wants_args = self.engine.wants_args
         text = tokens if code is given else TextIndex(code.lower())
+        text.spread = tokens.spread
         if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
         strong, weak = self._wanted_lines(code, memory, live, text)

@@ -25,7 +25,7 @@ class TextIndex:
     ``tokens`` may hold more words than the text (context: earlier cells' imports); ``own``
     is then the index of the text alone, which ``spelled`` reads."""
 
-    __slots__ = ("_grams", "_spelled", "lowered", "own", "tokens")
+    __slots__ = ("_grams", "_spelled", "lowered", "own", "spread", "tokens")
 
     def __init__(
         self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
@@ -35,6 +35,7 @@ class TextIndex:
         self.own = own
         self._grams: set[str] | None = None
         self._spelled: str | None = None
+        self.spread = False  # a rule's keyword occurs only across joined string literals
 
     @property
     def grams(self) -> set[str]:
