@@ -77,14 +77,6 @@ def consequence(status: Status, service: str) -> str:
     return text
 
 
-def page(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head>"
-        f"<body>{body}</body></html>"
-    )
-
-
 # -- the warning shown in the notebook ----------------------------------------------
 
 HEADS = {
@@ -198,26 +190,6 @@ def dialog_fields(d: dict[str, Any]) -> dict[str, Any]:
 # -- pages -------------------------------------------------------------------------------
 
 
-def faq_page(policy: Any, service: str, rules_by_category: dict[str, list[Any]]) -> str:
-    parts = [f"<h1>Prohibited actions on {esc(service)}</h1>"]
-    if policy is None:
-        parts.append("<p>The policy is not available right now.</p>")
-    else:
-        parts.append("<ul>")
-        for cat in policy.categories.values():
-            parts.append(f"<li><a href='#{esc(cat.id)}'>{esc(cat.title)}</a></li>")
-        parts.append("</ul>")
-        for cat in policy.categories.values():
-            parts.append(
-                f"<section id='{esc(cat.id)}'><h2>{esc(cat.title)}</h2>"
-                f"<p>{esc(cat.description)}</p><p>Action: {esc(cat.action)}</p><ul>"
-            )
-            for rule in rules_by_category.get(cat.id, []):
-                parts.append(f"<li>{esc(rule.message)}</li>")
-            parts.append("</ul></section>")
-    return page(f"{service}: prohibited actions", "".join(parts))
-
-
 def events_table(
     events: list[dict[str, Any]], show_cell: bool = True, show_evidence: bool = True
 ) -> str:
@@ -237,36 +209,3 @@ def events_table(
         "<table><tr><th>Time</th><th>Kind</th><th>Category</th><th>Rule</th><th>Action</th>"
         f"<th>Details</th></tr>{''.join(rows)}</table>"
     )
-
-
-def user_page(
-    user: str,
-    status: Status,
-    events: list[dict[str, Any]],
-    service: str,
-    faq_url: str,
-    appeals_api: str,
-    xsrf: str,
-    show_evidence: bool = True,
-) -> str:
-    body = (
-        f"<h1>Your standing on {esc(service)}</h1>"
-        f"<p>User: <b>{esc(user)}</b></p>"
-        f"<p>Strikes since the last review: <b>{status.strikes}</b>. "
-        f"Level: <span class='level'>{esc(status.level)}</span>.</p>"
-        f"<p>{esc(level_sentence(status, service))}</p>"
-        f"<p>The prohibited actions are listed in the <a href='{esc(faq_url)}'>FAQ</a>.</p>"
-        f"<h2>Events</h2>{events_table(events, show_evidence, show_evidence)}"
-        "<h2 id='appeal'>Appeal</h2><p>If a warning was a false positive, explain what you "
-        "were doing. An administrator will review it.</p>"
-        "<form id='appeal-form'><textarea name='message' required maxlength='5000'>"
-        "</textarea><p><button type='submit'>Send appeal</button> <span id='appeal-status'>"
-        "</span></p></form>"
-        "<script>document.getElementById('appeal-form').addEventListener('submit',async e=>{"
-        "e.preventDefault();const r=await fetch(" + js(appeals_api) + ",{method:'POST',"
-        "headers:{'Content-Type':'application/json','X-XSRFToken':" + js(xsrf) + "},"
-        "body:JSON.stringify({message:e.target.message.value})});"
-        "document.getElementById('appeal-status').textContent=r.ok?'Sent.':'Failed ('+r.status+')';"
-        "});</script>"
-    )
-    return page(f"{service}: your standing", body)
