@@ -165,7 +165,7 @@ def test_a_warn_rule_records_without_killing(
     assert wait_exit(p, 30)[0] == 0 and finished(marker)
     (event,) = events_of(store_url, user.name)
     assert (event["kind"], event["action"], event["rule"]) == ("finding", "warn", "noisy-tool")
-    assert event["strike"]  # warn counts, as in the server
+    assert event["strike"]  # it ran: a warn counts, as a warn cell that runs does in the server
 
 
 def test_hub_only_watches_only_hub_users(
