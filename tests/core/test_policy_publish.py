@@ -6,27 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
+from policy_texts import oldtool_policy
 
 from jupyter_colab_guard import cli
 from jupyter_colab_guard.store import StrikeStore
 from jupyter_colab_guard.store.policies import PolicyVersions
 
-POLICY = """\
-version: 1
-name: publish-test
-categories:
-  - id: tools
-    title: Running forbidden tools
-    description: These tools must not run here.
-    action: block
-    severity: high
-rules:
-  - id: oldtool
-    category: tools
-    message: Runs the old tool.
-    match: {shell: {program: [oldtool]}}
-    examples: {match: ["!oldtool"], no_match: ["print(1)"]}
-"""
+POLICY = oldtool_policy("publish-test")
 RULE_FILE = """\
 rules:
   - id: newtool

@@ -27,27 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from policy_texts import oldtool_policy
 from serverproc import ServerProc, refused
 from tornado.httpclient import HTTPClientError
 
 pytestmark = pytest.mark.postgres
 
-OLD = """\
-version: 1
-name: fleet-policy
-categories:
-  - id: tools
-    title: Running forbidden tools
-    description: These tools must not run here.
-    action: block
-    severity: high
-rules:
-  - id: oldtool
-    category: tools
-    message: Runs the old tool.
-    match: {shell: {program: [oldtool]}}
-    examples: {match: ["!oldtool"], no_match: ["print(1)"]}
-"""
+OLD = oldtool_policy("fleet-policy")
 NEW = (
     OLD
     + """\

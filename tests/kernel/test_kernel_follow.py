@@ -18,27 +18,13 @@ from pathlib import Path
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
 from kernel_client import Result, audit_events, running_kernel
+from policy_texts import oldtool_policy
 
 from jupyter_colab_guard.kernel.follow import FIELD
 
 pytestmark = pytest.mark.analyzer
 
-HEAD = """\
-version: 1
-name: follow-test
-categories:
-  - id: tools
-    title: Running forbidden tools
-    description: These tools must not run here.
-    action: block
-    severity: high
-rules:
-  - id: oldtool
-    category: tools
-    message: Runs the old tool.
-    match: {shell: {program: [oldtool]}}
-    examples: {match: ["!oldtool"], no_match: ["print(1)"]}
-"""
+HEAD = oldtool_policy("follow-test")
 NEW_RULE = """\
   - id: newtool
     category: tools
