@@ -22,6 +22,7 @@ from tornado import web
 from ..policy import PolicyError
 from ..policy.document import parse_document
 from ..store.policies import MAX_DOCUMENT, PolicyVersion, PolicyVersions
+from . import admin_actions as A
 from .handlers import AdminHandler
 
 MAX_COMMENT = 2000
@@ -93,7 +94,8 @@ class AdminPolicyHandler(PolicyAdminBase):
             row = await self.in_pool(publish)
         except SQLAlchemyError as err:
             raise _store_error(err) from err
-        self.emit("publish_policy", None, {"version": row.version, "sha256": row.sha256})
+        detail = {"version": row.version, "sha256": row.sha256}
+        A.emit(guard, admin, "publish_policy", None, detail)
         self.set_status(201)
         self.finish(json.dumps({**row.summary(), "in_force": self.in_force()}))
 
