@@ -86,15 +86,25 @@ def _WORDCHAR(char: str) -> bool:
 
 
 def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
-    return innermost_in_loop(statements, line)[0]
+    return _innermost(statements, line, None)[0]
 
 
-def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | None, bool]:
+def innermost_in_loop(
+    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None = None
+) -> tuple[ast.AST | None, bool]:
     """The innermost statement (or except handler) whose lines contain ``line``, and whether
-    it sits in an endless loop (the loop's own header counts).
+    it sits in an endless loop (the loop's own header counts). ``endless``: what is known
+    of the tree's loops (id -> endless), kept across calls on one tree.
 
     Each level is a binary search over a body list in source order: O(depth * log n).
     """
+    return _innermost(statements, line, {} if endless is None else endless)
+
+
+def _innermost(
+    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None
+) -> tuple[ast.AST | None, bool]:
+    """(``endless`` None: loops are not looked at.)"""
     found: ast.AST | None = None
     looped = False
     bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
@@ -108,7 +118,11 @@ def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | 
         if node is None:
             break
         found = node
-        looped = looped or _endless(node)
+        if endless is not None and not looped:  # a loop's body is walked once per tree
+            known = endless.get(id(node))
+            if known is None:
+                known = endless[id(node)] = _endless(node)
+            looped = known
         bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
     return found, looped
 
@@ -204,8 +218,9 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
     out: list[Snippet] = []
+    endless: dict[int, bool] = {}
     for line in sorted(wanted):
-        node, looped = innermost_in_loop(tree.body, line)
+        node, looped = innermost_in_loop(tree.body, line, endless)
         if node is None or node.lineno in seen:  # type: ignore[attr-defined]
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]
