@@ -7,7 +7,7 @@ begins and reports what it could not finish.
 
 The budget counts the thread's CPU time, so a check that other work on a loaded machine
 keeps waiting does not run out for that; a wall-clock cap of WALL_CAP budgets still ends
-it (below the server's ``check_timeout``: 3 s budget, 9 s cap, 10 s timeout). The CPU
+it (below the time after which the server kills a worker, ``2 * check_budget + 2``). The CPU
 clock costs a system call, so ``tick`` reads the cheap wall clock and the CPU clock only
 once the wall clock passes the point where the CPU time left could at the earliest be
 spent (a thread's CPU time never grows faster than the wall clock).
@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-WALL_CAP = 3.0  # budgets of wall-clock time a starved check may take at most
+WALL_CAP = 2.0  # budgets of wall-clock time a starved check may take at most
 
 
 class OutOfTime(BaseException):  # not an Exception: nothing on the way may swallow it
