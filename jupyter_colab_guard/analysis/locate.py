@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -43,42 +42,32 @@ def line_of(starts: list[int], offset: int) -> int:
 def keyword_lines(
     code: str, lowered: str, keywords: Iterable[str], starts: list[int] | None = None
 ) -> set[int]:
-    """1-based lines of ``code`` where any of the keywords occurs (one regex pass)."""
-    chosen = frozenset(keywords)
+    """1-based lines of ``code`` where any of the keywords occurs. Each keyword is found
+    with ``str.find`` (C speed, no pattern to compile per set of keywords), at most once a
+    line: after a hit the search goes on from the next line."""
+    chosen = {k for k in keywords if bare(k)}
     if not chosen:
         return set()
-    pattern, words = _pattern(chosen)
     starts = starts if starts is not None else line_starts(code)
+    size, count = len(lowered), len(starts)
     lines: set[int] = set()
-    match = pattern.search(lowered)
-    while match is not None:
-        start, end = match.span()
-        if match.group(0) in words and (
-            (start and _WORDCHAR(lowered[start - 1]))
-            or (end < len(lowered) and _WORDCHAR(lowered[end]))
-        ):
-            match = pattern.search(lowered, start + 1)  # inside a longer word: not this one
-            continue
-        line = line_of(starts, start)
-        lines.add(line)
-        if line >= len(starts):
-            break
-        match = pattern.search(lowered, starts[line])  # go on from the next line
+    for keyword in chosen:
+        plain = bare(keyword)
+        whole = plain != keyword  # `\bxmrig\b`: not inside a longer word
+        pos = lowered.find(plain)
+        while pos != -1:
+            end = pos + len(plain)
+            if whole and (
+                (pos and _WORDCHAR(lowered[pos - 1])) or (end < size and _WORDCHAR(lowered[end]))
+            ):
+                pos = lowered.find(plain, pos + 1)
+                continue
+            line = line_of(starts, pos)
+            lines.add(line)
+            if line >= count:
+                break
+            pos = lowered.find(plain, starts[line])
     return lines
-
-
-@functools.lru_cache(maxsize=512)
-def _pattern(keywords: frozenset[str]) -> tuple[re.Pattern[str], frozenset[str]]:
-    """One alternation of the keywords, longest first (literal-first: the regex engine scans
-    fast), and the keywords that must stand as whole words. Compiled once per keyword set."""
-    words = frozenset(bare(k) for k in keywords if bare(k) != k)
-    parts = [re.escape(bare(k)) for k in sorted(keywords, key=_longest_first)]
-    return re.compile("|".join(parts)), words
-
-
-def _longest_first(keyword: str) -> tuple[int, str]:
-    # (as before: by the keyword's own length, `\\b` included; equal lengths in a fixed order)
-    return -len(keyword), keyword
 
 
 def _WORDCHAR(char: str) -> bool:
@@ -86,15 +75,25 @@ def _WORDCHAR(char: str) -> bool:
 
 
 def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
-    return innermost_in_loop(statements, line)[0]
+    return _innermost(statements, line, None)[0]
 
 
-def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | None, bool]:
+def innermost_in_loop(
+    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None = None
+) -> tuple[ast.AST | None, bool]:
     """The innermost statement (or except handler) whose lines contain ``line``, and whether
-    it sits in an endless loop (the loop's own header counts).
+    it sits in an endless loop (the loop's own header counts). ``endless``: what is known
+    of the tree's loops (id -> endless), kept across calls on one tree.
 
     Each level is a binary search over a body list in source order: O(depth * log n).
     """
+    return _innermost(statements, line, {} if endless is None else endless)
+
+
+def _innermost(
+    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None
+) -> tuple[ast.AST | None, bool]:
+    """(``endless`` None: loops are not looked at.)"""
     found: ast.AST | None = None
     looped = False
     bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
@@ -108,7 +107,11 @@ def innermost_in_loop(statements: list[ast.stmt], line: int) -> tuple[ast.AST | 
         if node is None:
             break
         found = node
-        looped = looped or _endless(node)
+        if endless is not None and not looped:  # a loop's body is walked once per tree
+            known = endless.get(id(node))
+            if known is None:
+                known = endless[id(node)] = _endless(node)
+            looped = known
         bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
     return found, looped
 
@@ -204,8 +207,9 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
     out: list[Snippet] = []
+    endless: dict[int, bool] = {}
     for line in sorted(wanted):
-        node, looped = innermost_in_loop(tree.body, line)
+        node, looped = innermost_in_loop(tree.body, line, endless)
         if node is None or node.lineno in seen:  # type: ignore[attr-defined]
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]

@@ -82,6 +82,8 @@ class Summarizer:
         for node in defs:  # this cell's definitions replace earlier ones
             self.known.discard(node.name)
         found: dict[str, Summary | None] = {}
+        self._calls: dict[int, list[tuple[ast.Call, list[str]]]] = {}  # per def, every pass
+        self._depends: dict[int, dict[str, set[str]]] = {}
         for _ in range(MAX_PASSES):  # `f` calls `g` defined below it: a second pass
             before = sum(s is not None for s in found.values())
             for node in defs:
@@ -99,12 +101,20 @@ class Summarizer:
         params = _parameters(node.args)
         if not params:
             return None
-        depends = _dependencies(node)
+        calls = self._calls.get(id(node))
+        if calls is None:
+            found = (n for n in ast.walk(node) if isinstance(n, ast.Call))
+            calls = self._calls[id(node)] = [
+                (c, parts) for c in found if (parts := _dotted(c.func))
+            ]
         reaches: dict[str, frozenset[str]] = {}
-        for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
-            sink = self._sink_name(call)
+        for call, parts in calls:
+            sink = self._sink_name(parts)
             if sink is None:
                 continue
+            depends = self._depends.get(id(node))
+            if depends is None:  # only a function that calls a sink needs them
+                depends = self._depends[id(node)] = _dependencies(node)
             used = _closure(_names_in(call.args, call.keywords), depends) & set(params)
             if used:
                 reaches[sink] = reaches.get(sink, frozenset()) | used
@@ -117,10 +127,8 @@ class Summarizer:
         source = "\n".join(line[indent:] for line in text.split("\n")) + "\n"
         return Summary(node.name, params, reaches, source)
 
-    def _sink_name(self, call: ast.Call) -> str | None:
-        parts = _dotted(call.func)
-        if not parts:
-            return None
+    def _sink_name(self, parts: list[str]) -> str | None:
+        """The sink a call of ``parts`` (`os.system` -> [os, system]) reaches, or None."""
         name = ".".join(parts)
         if len(parts) == 1 and parts[0] in self.known:
             return name

@@ -13,7 +13,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .folder import MAIN, NodeProblem, compose, expand_lists, folder_files, merge, version_of
-from .keywords import regex_keywords, word
+from .keywords import regex_keywords, sharpened, word
 from .model import (
     LEAF_KINDS,
     Category,
@@ -227,8 +227,9 @@ class _PolicyBuilder:
         explicit = tuple(
             k.lower() for k in self.r.strings(fields.get("keywords"), f"{key}.keywords")
         )
-        if explicit:
-            leaf.keywords = explicit
+        if explicit:  # (a regex leaf's derived ones when sharper: see ``sharpened``)
+            spelled = kind in ("url", "string")
+            leaf.keywords = sharpened(explicit, leaf.keywords) if spelled else explicit
         if not leaf.keywords and kind in ("url", "string", "shell"):
             self.warnings.append(
                 f"{self.r.where(value)}:{value.start_mark.line + 1}: {where}: no literal "
@@ -247,7 +248,7 @@ class _PolicyBuilder:
             pattern = r.regex(node, key)
             if pattern is None:
                 return None
-            return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern))
+            return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern, spell=True))
         if kind == "call":
             f = r.mapping(node, key, {"name"}, {"args", "kwargs", "looped"})
             names = r.strings(f.get("name"), f"{key}.name")

@@ -237,3 +237,41 @@ def test_present_keywords_mark_the_same_lines_in_long_cells() -> None:
         kept = engine.present(every, lowered, TextIndex(lowered))
         assert kept < every
         assert keyword_lines(cell, lowered, kept) == keyword_lines(cell, lowered, every)
+
+
+# -- keyword lines: one str.find per keyword ------------------------------------------------
+def _plain_keyword_lines(cell: str, keywords: set[str]) -> set[int]:
+    """Line by line: a substring keyword anywhere in it, a whole-word one not inside a
+    longer word (what `\\bxmrig\\b` means to the prefilter)."""
+    found: set[int] = set()
+    lowered = cell.lower()
+    for keyword in keywords:
+        plain = keyword[2:-2] if keyword.startswith("\\b") else keyword
+        if plain not in lowered:
+            continue
+        pattern = re.escape(plain)
+        if keyword.startswith("\\b"):
+            pattern = rf"(?<![0-9a-z_]){pattern}(?![0-9a-z_])"
+        for number, line in enumerate(lowered.split("\n"), start=1):
+            if re.search(pattern, line):
+                found.add(number)
+    return found
+
+
+def test_keyword_lines_are_the_lines_a_plain_search_finds() -> None:
+    every = {k for ks in ANALYZER.engine.rule_line_keywords.values() for k in ks}
+    # a word keyword inside a longer word at the same place as a substring keyword
+    tricky = {"\\bpass\\b", "pas", "\\bxmrig\\b", "stratum+", "\\bos\\b"}
+    cells = [c for c in CELLS if c.isascii()] + [
+        "passx = 1\nx = 'xmrigger'\nbypass\n./xmrig -o stratum+tcp://p\nimport os.path",
+        "xmrig xmrig\n\nos os\n",
+    ]
+    marked = 0
+    for cell in cells:
+        for keywords in (every, tricky):
+            lines = keyword_lines(cell, cell.lower(), keywords)
+            assert lines == _plain_keyword_lines(cell, keywords), cell
+            marked += bool(lines)
+    assert marked > 300
+    assert keyword_lines("passx", "passx", {"\\bpass\\b", "pas"}) == {1}  # the substring
+    assert keyword_lines("passx", "passx", {"\\bpass\\b"}) == set()

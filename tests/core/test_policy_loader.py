@@ -23,7 +23,7 @@ from jupyter_colab_guard.policy import (
     parse_policy,
 )
 from jupyter_colab_guard.policy.folder import document, flatten
-from jupyter_colab_guard.policy.keywords import regex_keywords
+from jupyter_colab_guard.policy.keywords import regex_keywords, sharpened
 from jupyter_colab_guard.policy.model import Combinator, Leaf
 from jupyter_colab_guard.policy.regex import compile_regex
 
@@ -817,6 +817,80 @@ def test_regex_keywords_occur_in_every_match(pattern: str, sample: str) -> None:
     keywords = regex_keywords(pattern)
     assert keywords
     assert any(bare(k) in match.group(0).lower() for k in keywords), keywords
+
+
+@pytest.mark.parametrize(
+    ("pattern", "keywords"),
+    [
+        (r"\bpass[-_ ]?lists?\b", ("pass list", "pass-list", "pass_list", "passlist")),
+        (r"\btop[-_]?\d+[-_]?passwords?", ("password",)),  # \d is no small set
+        (
+            r"^--(?:user(?:name)?s?|login)$",
+            ("--login", "--user", "--username", "--usernames", "--users"),
+        ),
+        (r"stratum\+tcp", ("stratum+tcp",)),  # long enough already: as before
+        (r"pass[^x]list", ("pass",)),  # a negated set is not spelled out
+        (r"(?:ab|cd)(?:ef|gh)(?:ij|kl)(?:mn|op)(?:qr|st)(?:uv|wx)(?:yz|01)", ("abefijmnqruv",)),
+    ],
+)
+def test_short_regex_keywords_are_spelled_out(pattern: str, keywords: tuple[str, ...]) -> None:
+    spelled = sorted(bare(k) for k in regex_keywords(pattern, spell=True))
+    if pattern.startswith("(?:ab|cd)"):
+        assert len(spelled) == 64 and keywords[0] in spelled
+        assert all(len(k) == 12 for k in spelled)
+        return
+    if pattern.startswith("\\bpass"):  # `lists?`: with and without the s
+        assert spelled == sorted([*keywords, *(k + "s" for k in keywords)])
+        return
+    assert spelled == list(keywords)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "sample"),
+    [
+        (r"\bpass[-_ ]?lists?\b", "open('My Pass-Lists.txt')"),
+        (r"\bpass(?:word)?s?[-_ ]?(?:list|file|dict)", "--PASSWORDS_dict x"),
+        (r"^--(?:user(?:name)?s?|login)$", "--Usernames"),
+        (r"(?:^|[/\\])[\w-]*prox(?:y|ies)[\w-]*\.(?:txt|csv)$", "data/my-PROXIES-2.csv"),
+        (r"(?-i:GET|POST)[_ -]?flood", "run POST-flood now"),
+    ],
+)
+def test_spelled_keywords_occur_in_every_match(pattern: str, sample: str) -> None:
+    match = compile_regex(pattern).search(sample)
+    assert match is not None
+    keywords = regex_keywords(pattern, spell=True)
+    assert keywords
+    assert any(bare(k) in match.group(0).lower() for k in keywords), keywords
+    # and the plain derivation's keyword occurs too (the spelled one is the sharper)
+    assert any(bare(k) in match.group(0).lower() for k in regex_keywords(pattern))
+
+
+def test_a_policys_short_keywords_give_way_to_longer_derived_ones() -> None:
+    derived = ("pass-list", "pass_list", "passlist")
+    assert sharpened(("pass",), derived) == derived
+    assert sharpened(("xmrig",), ("github.com/xmrig/xmrig",)) == ("xmrig",)  # not short
+    assert sharpened(("pass",), ("github.com/",)) == ("pass",)  # the telling part is gone
+    assert sharpened(("pass",), (*derived, "hashfile")) == ("pass",)
+    assert sharpened(("pass",), ("pas",)) == ("pass",)  # not longer
+    assert sharpened(("pass",), ()) == ("pass",)
+    text = edit(
+        BASE,
+        (
+            "      import: notemod\n",
+            "      any:\n"
+            "        - string: '\\bpass[-_ ]?list\\b'\n"
+            "          keywords: [pass]\n"
+            "        - string: '\\bgithub\\.com/ab'\n"
+            "          keywords: [gith]\n"
+            "        - call: {name: os.pass_list}\n",
+        ),
+    )
+    leaves = {leaf.kind + str(leaf.index): leaf for leaf in parse_policy(text, "k.yaml").leaves}
+    strings = [leaf for leaf in leaves.values() if leaf.kind == "string"]
+    assert [sorted(leaf.keywords) for leaf in strings] == [
+        ["pass list", "pass-list", "pass_list", "passlist"],
+        ["github.com/ab"],
+    ]
 
 
 def test_leaf_keywords_from_the_loader() -> None:
