@@ -12,7 +12,7 @@ from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from ..policy.regex import Regex, RegexError, compile_regex
 from .facts import UNKNOWN, Fact, Value
-from .locate import ENDLESS_TEXT
+from .loops import ENDLESS_TEXT  # covers every loop locate.py calls endless
 from .repos import repository
 
 _TOKEN = re.compile(r"[a-z0-9_]+")

@@ -20,6 +20,17 @@ from .budget import tick
 from .facts import UNKNOWN, Value
 
 MAX_FOLD = 100_000  # longest string the folder builds
+MAX_PAYLOAD = 65_536  # longest `literal * n` or random payload the folder builds
+# Calls that return n random bytes: folded to n zero bytes, so a rule reads the size.
+RANDOM_BYTES = frozenset(
+    {
+        "os.urandom",
+        "random._urandom",
+        "random.randbytes",
+        "secrets.token_bytes",
+        "numpy.random.bytes",
+    }
+)
 MAX_INFLATE = 1_000_000  # most bytes a decompression may produce (bombs are cut here)
 # Decompressors the folder runs, by qualified name and codec name: zlib's wbits for zlib and
 # gzip (47: either header), or the name of a bounded streaming decompressor.
@@ -86,6 +97,9 @@ class Fetched(str):
         return made
 
 
+ITEMS = "[]"  # suffix of a container's qualified name: each item is an instance of the rest
+PICKERS = frozenset({"random.choice", "secrets.choice", "next", "iter", "itertools.cycle"})
+
 # A binding is ("const", value) or ("qual", qualified name).
 Binding = tuple[str, Any]
 Lookup = Callable[[str], Binding | None]
@@ -130,6 +144,15 @@ def inflate(data: bytes, how: int | str) -> bytes:
     return lzma.LZMADecompressor().decompress(data, MAX_INFLATE)
 
 
+def _repeated(value: str | bytes | list[Value], count: int) -> Value:
+    """`b"X" * 1400`: a payload of known length, if it stays within MAX_PAYLOAD items (a
+    list: within 1000); past that, unknown (memory stays bounded)."""
+    cap = 1000 if isinstance(value, list) else MAX_PAYLOAD
+    if count < 0 or len(value) * count > cap:
+        return UNKNOWN
+    return value * count
+
+
 class Folder:
     """Evaluates expressions to constants (``fold``) or qualified names (``qual``).
 
@@ -151,14 +174,21 @@ class Folder:
             return node.value
         if isinstance(node, cst.Attribute):
             base = self.qual(node.value)
+            if base == "threading.local" and isinstance(node.value, cst.Name):
+                # `tls.s = requests.Session()` then `tls.s.post(...)`: the attribute's binding
+                kept = self.lookup(f"{node.value.value}.{node.attr.value}")
+                if kept is not None and kept[0] == "qual":
+                    return str(kept[1])
             return f"{base}.{node.attr.value}" if base else None
         if isinstance(node, cst.Call):
             return self.call_qual(node)
         if isinstance(node, cst.Subscript) and len(node.slice) == 1:
             key = node.slice[0].slice
             if isinstance(key, cst.Index):
-                name = as_text(self.fold(key.value))
                 base = self.qual(node.value)
+                if base is not None and base.endswith(ITEMS):
+                    return base[: -len(ITEMS)]  # sessions[i] of a list of requests.Session
+                name = as_text(self.fold(key.value))
                 if name is None or base is None:
                     return None
                 if base in NAMESPACE_DICTS:
@@ -181,11 +211,35 @@ class Folder:
             return f"{base}.{attr}" if base and attr else None
         if func in ("globals", "vars", "locals"):
             return func
+        if func in PICKERS and node.args:
+            items = self.qual(node.args[0].value)  # random.choice(sessions)
+            if items is not None and items.endswith(ITEMS):
+                return items[: -len(ITEMS)]
         if func and func.rsplit(".", 1)[-1] in FETCHES and func.split(".")[0] in FETCH_MODULES:
             url = as_text(self.fold(node.args[0].value)) if node.args else None
             if url and "://" in url:
                 return Fetched(func, url.strip())
         return func  # an instance stands for its class
+
+    def items_qual(self, node: cst.BaseExpression) -> str | None:
+        """`[requests.Session() for _ in range(8)]`, `{k: requests.Session() ...}`, a
+        display of such calls: the qualified name every item stands for, plus ITEMS (one
+        name for all the items, or None)."""
+        if isinstance(node, cst.ListComp | cst.SetComp | cst.GeneratorExp):
+            elements: list[cst.BaseExpression] = [node.elt]
+        elif isinstance(node, cst.DictComp):
+            elements = [node.value]
+        elif isinstance(node, cst.List | cst.Tuple | cst.Set):
+            elements = [e.value for e in node.elements if isinstance(e, cst.Element)]
+        elif isinstance(node, cst.Dict):
+            elements = [e.value for e in node.elements if isinstance(e, cst.DictElement)]
+        else:
+            return None
+        if not elements or not all(isinstance(e, cst.Call) for e in elements):
+            return None
+        names = {self.qual(e) for e in elements}
+        name = names.pop() if len(names) == 1 else None
+        return f"{name}{ITEMS}" if name and not name.endswith(ITEMS) else None
 
     # -- constants ------------------------------------------------------------
     def fold(self, node: cst.BaseExpression) -> Value:
@@ -271,8 +325,10 @@ class Folder:
                 return left + list(right)
             return left + right
         if isinstance(node.operator, cst.Multiply):
-            if isinstance(left, str | bytes | list) and isinstance(right, int) and right < 1000:
-                return left * right
+            if isinstance(left, int) and isinstance(right, str | bytes | list):
+                left, right = right, left  # 1400 * b"X"
+            if isinstance(left, str | bytes | list) and isinstance(right, int):
+                return _repeated(left, right)
             if isinstance(left, int | float) and isinstance(right, int | float):
                 return left * right
             return UNKNOWN
@@ -405,6 +461,9 @@ class Folder:
             if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
                 return " ".join(items)  # type: ignore[arg-type]
             return UNKNOWN
+        if name in RANDOM_BYTES and values and isinstance(values[0], int):
+            size = values[0]
+            return bytes(size) if 0 <= size <= MAX_PAYLOAD else UNKNOWN
         if name == "reversed" and values and isinstance(values[0], str | list):
             return list(reversed(values[0]))  # type: ignore[arg-type]
         return UNKNOWN

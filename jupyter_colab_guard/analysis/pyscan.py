@@ -13,7 +13,7 @@ import libcst as cst
 from . import sinks
 from .budget import tick
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
-from .fold import Binding, Folder, Lookup, as_text
+from .fold import ITEMS, Binding, Folder, Lookup, as_text
 from .ipymagics import MagicsMixin
 from .shell import MAX_DEPTH, ShellScanner
 from .summaries import Summary, bind_arguments, body_module
@@ -125,6 +125,12 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
 
     def _evaluate(self, value_node: cst.BaseExpression) -> Binding | None:
         value = self.folder.fold(value_node)
+        if value is UNKNOWN or (
+            isinstance(value, list | tuple) and all(v is UNKNOWN for v in value)
+        ):
+            items = self.folder.items_qual(value_node)
+            if items is not None:  # a list or dict of instances: `sessions[i].post`
+                return ("qual", items)
         if value is not UNKNOWN and (not isinstance(value, list | tuple) or value):
             return ("const", value)
         qual = self.folder.qual(value_node)
@@ -145,6 +151,11 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
     def _bind(self, target: cst.BaseExpression, value_node: cst.BaseExpression) -> None:
         if isinstance(target, cst.Subscript):
             self._set_env(target, value_node)
+        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name):
+            # `tls.session = requests.Session()` (read back only for a threading.local)
+            dotted = f"{target.value.value}.{target.attr.value}"
+            self.bindings[dotted] = ("expr", (value_node, self.bindings.get(dotted)))
+            return
         if not isinstance(target, cst.Name):
             return
         path = self._open_for_write(value_node)
@@ -190,26 +201,31 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                 self.bindings[top] = ("qual", top)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None:
-            return
-        module = cst.helpers.get_full_name_for_node(node.module) or ""
-        self.facts.add(
-            Fact(
-                "import",
-                name=module,
-                evidence=f"from {module} import ...",
-                anchor=self.anchor(node),
+        """`from x.y import z` imports x.y and x.y.z. A relative import has the facts of its
+        dotted tail, the name inside its package: `from ..helper.utils import z` imports
+        helper.utils and helper.utils.z, `from . import y` imports y."""
+        dots = "." * len(node.relative)
+        module = cst.helpers.get_full_name_for_node(node.module) if node.module else ""
+        module = module or ""
+        if module:
+            self.facts.add(
+                Fact(
+                    "import",
+                    name=module,
+                    evidence=f"from {dots}{module} import ...",
+                    anchor=self.anchor(node),
+                )
             )
-        )
         if isinstance(node.names, cst.ImportStar):
             return
         for alias in node.names:
             name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            full = f"{module}.{name}" if module else name
             self.facts.add(
                 Fact(
                     "import",
-                    name=f"{module}.{name}",
-                    evidence=f"from {module} import {name}",
+                    name=full,
+                    evidence=f"from {dots}{module} import {name}",
                     anchor=self.anchor(node),
                 )
             )
@@ -218,7 +234,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                 if alias.asname is not None and isinstance(alias.asname.name, cst.Name)
                 else name
             )
-            self.bindings[local] = ("qual", f"{module}.{name}")
+            self.bindings[local] = ("qual", full)
 
     # -- bindings ---------------------------------------------------------------
     def leave_Assign(self, node: cst.Assign) -> None:
@@ -248,6 +264,13 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         if isinstance(node.target, cst.Name) and isinstance(node.operator, cst.AddAssign):
             combined = cst.BinaryOperation(node.target, cst.Add(), node.value)
             self._bind(node.target, combined)
+
+    def visit_For(self, node: cst.For) -> None:
+        """`for s in sessions:` over a list of instances binds s to one of them."""
+        if isinstance(node.target, cst.Name) and isinstance(node.iter, cst.Name | cst.Attribute):
+            items = self.folder.qual(node.iter)
+            if items is not None and items.endswith(ITEMS):
+                self.bindings[node.target.value] = ("qual", items[: -len(ITEMS)])
 
     def visit_WithItem(self, node: cst.WithItem) -> None:
         """`with open("run.sh", "w") as f` binds a file; `with requests.Session() as s` an
@@ -321,6 +344,16 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
             self._call(node)
         finally:
             self._current = None
+
+    def visit_Decorator(self, node: cst.Decorator) -> None:
+        """A decorator is a call: `@bot.on_message(filters.command("mirror"))` and
+        `@app.route("/upload", methods=["POST"])` are calls (visit_Call sees them); a bare
+        `@bot.message_handler` is a call of that name with no arguments."""
+        if self.bindings_only or isinstance(node.decorator, cst.Call):
+            return
+        name = self.folder.qual(node.decorator)
+        if name:
+            self.facts.add(Fact("call", name=name, anchor=self.anchor(node), source=node.decorator))
 
     def _fold_local(self, node: cst.BaseExpression) -> Value:
         """Fold without looking in other statements or cells (cheap; for plain facts)."""

@@ -17,7 +17,7 @@ from .pyscan import MAX_PARSE, Memory, PythonScanner
 from .transform import python_text, transform
 
 _BIND = re.compile(
-    r"^[ \t]*(?:(?P<targets>[A-Za-z_][\w \t,]*?)[ \t]*(?::[^=\n]*)?[-+*/%|&^]?=(?!=)"
+    r"^[ \t]*(?:(?P<targets>[A-Za-z_][\w \t,.]*?)[ \t]*(?::[^=\n]*)?[-+*/%|&^]?=(?!=)"
     r"|(?:from[ \t]+[\w.]+[ \t]+)?import[ \t]+(?P<imports>[^\n#]+)"
     r"|for[ \t]+(?P<loop>[\w, \t]+?)[ \t]+in\b)|\bas[ \t]+(?P<as>[A-Za-z_]\w*)",
     re.MULTILINE,
@@ -29,7 +29,7 @@ PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, na
 # later `s.sendto` / `s.get` is a rule's call).
 _WORTH = re.compile(
     r"import|['\"]|chr|getattr|__|system|popen|subprocess|os\.|join|decode|hex|=\s*-?\d"
-    r"|=\s*[A-Za-z_]\w*(?:\.\w+)+\(|\bwith\b"
+    r"|[=\[{:,(]\s*[A-Za-z_]\w*(?:\.\w+)+\(|=\s*[A-Za-z_][\w.]*\[|\bwith\b|^\s*for\b"
 )
 
 
