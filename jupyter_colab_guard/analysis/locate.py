@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import ast
 import bisect
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 from ..policy.keywords import bare
+from .loops import ENDLESS_TEXT  # noqa: F401 (kept importable from here)
+from .loops import endless as _endless
 
 _BODY_FIELDS = ("body", "handlers", "orelse", "finalbody")  # a match is kept whole
 
@@ -101,7 +102,7 @@ def _innermost(
         node = None
         for body in bodies:
             index = bisect.bisect_right(body, line, key=_lineno) - 1
-            if index >= 0 and body[index].lineno <= line <= _end(body[index]):  # type: ignore[attr-defined]
+            if index >= 0 and _lineno(body[index]) <= line <= _end(body[index]):
                 node = body[index]
                 break
         if node is None:
@@ -116,51 +117,11 @@ def _innermost(
     return found, looped
 
 
-# Text that every loop _endless accepts contains (lower-cased): `while` then a literal
-# (True, a number, ..., a string), or a call of count/cycle. Literal-prefixed: fast scans.
-ENDLESS_TEXT = (
-    re.compile(r"while[\s(\\]*(?:true|[0-9.]|[rbu]{0,2}['\"])"),
-    re.compile(r"count[\s\\]*\("),
-    re.compile(r"cycle[\s\\]*\("),
-)
-
-
-def _endless(node: ast.AST) -> bool:
-    """`while True:` / `while 1:` / `for _ in itertools.count():` that no `break` or
-    `return` of its own body ends (a worker loop that stops is not endless)."""
-    if isinstance(node, ast.While):
-        test = node.test
-        endless = isinstance(test, ast.Constant) and bool(test.value) and not node.orelse
-    elif isinstance(node, ast.For | ast.AsyncFor) and isinstance(node.iter, ast.Call):
-        func = node.iter.func
-        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-        endless = name in ("count", "cycle")
-    else:
-        return False
-    return endless and not _exits(node.body)
-
-
-_NESTED = (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-
-
-def _exits(body: list[ast.stmt]) -> bool:
-    """A `break` or `return` that leaves this loop (nested loops and functions excluded)."""
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Break | ast.Return):
-            return True
-        if isinstance(node, _NESTED):
-            continue
-        stack.extend(
-            child
-            for child in ast.iter_child_nodes(node)
-            if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case)
-        )
-    return False
-
-
 def _lineno(node: ast.AST) -> int:
+    """A statement's first line: its first decorator's, for a decorated def or class."""
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        return min(d.lineno for d in decorators)  # type: ignore[no-any-return]
     return node.lineno  # type: ignore[attr-defined, no-any-return]
 
 
@@ -187,7 +148,7 @@ def _prefix(node: ast.AST, first: str) -> str:
 
 def snippet_for(node: ast.AST, lines: list[str], looped: bool = False) -> Snippet:
     """Source of a statement; for a compound statement only its header, with `pass`."""
-    start = node.lineno  # type: ignore[attr-defined]
+    start = _lineno(node)
     end = node.end_lineno or start  # type: ignore[attr-defined]
     first = lines[start - 1] if start - 1 < len(lines) else ""
     indent = len(first) - len(first.lstrip())  # `a(); b()` on one line: take the whole line

@@ -196,14 +196,6 @@ def test_an_endless_loop_with_a_break_ends() -> None:
     assert not endless(tree.body[0])
 
 
-NEEDS_LOCATE = pytest.mark.xfail(
-    strict=True,
-    reason="locate.py (another helper's file) must call loops.endless and start a decorated "
-    "def at its first decorator: /tmp/mech-locate.patch; drop this mark once applied",
-)
-
-
-@NEEDS_LOCATE
 @pytest.mark.parametrize("header", NEW_ENDLESS)
 def test_flood_in_endless_iterator_is_caught(analyzer: Analyzer, header: str) -> None:
     cell = f"{FLOOD}s = socket.socket()\n{header}\n    s.sendto(b'x', ('203.0.113.5', 80))\n"
@@ -237,7 +229,6 @@ def test_decorator_call_has_its_arguments() -> None:
     assert route and route[0].args == ("/upload",) and route[0].kwargs == {"methods": ["POST"]}
 
 
-@NEEDS_LOCATE
 @pytest.mark.parametrize(
     "cell",
     [
