@@ -101,12 +101,16 @@ class LinearPass:
                     alias.name if alias.asname else alias.name.split(".")[0]
                 )
                 self._add("import", anchor, name=alias.name, evidence=f"import {alias.name}")
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            self._add("import", anchor, name=node.module, evidence=f"from {node.module} import")
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            # a relative import counts by its dotted tail, as in the deep analysis
+            module = node.module or ""
+            shown = "." * node.level + module
+            if module:
+                self._add("import", anchor, name=module, evidence=f"from {shown} import")
             for alias in node.names:
-                aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-                full = f"{node.module}.{alias.name}"
-                self._add("import", anchor, name=full, evidence=f"from {node.module} import")
+                full = f"{module}.{alias.name}" if module else alias.name
+                aliases[alias.asname or alias.name] = full
+                self._add("import", anchor, name=full, evidence=f"from {shown} import")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
             self._text(_as_text(node.value), anchor)
         elif isinstance(node, ast.JoinedStr):

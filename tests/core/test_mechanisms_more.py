@@ -69,6 +69,27 @@ def test_other_relative_imports_stay_quiet(analyzer: Analyzer, cell: str) -> Non
     assert "leech-import" not in found(analyzer, cell)
 
 
+# a line Python cannot parse sends the cell to the line-by-line pass (linear.py), which
+# reads relative imports by their dotted tail too (one line at a time: an import spread
+# over lines in parentheses is not read there)
+BROKEN = "x = = 1\n"
+
+
+@pytest.mark.parametrize(
+    ("cell", "caught"),
+    [
+        ("from ..helper.mirror_leech_utils.download_utils import add\n", True),
+        ("from .helper.mirror_leech_utils import status_utils\n", True),
+        ("from ..helper import mirror_utils\n", False),
+        ("from . import helpers\n", False),
+    ],
+)
+def test_relative_imports_in_a_cell_that_does_not_parse(
+    analyzer: Analyzer, cell: str, caught: bool
+) -> None:
+    assert ("leech-import" in found(analyzer, cell + BROKEN)) is caught
+
+
 def test_from_dot_import_name_is_an_import_of_that_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "p.yaml"
     path.write_text(HEAD + rule("helper", "      import: [mirror_leech_utils]"))
