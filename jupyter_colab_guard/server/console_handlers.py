@@ -289,9 +289,7 @@ class AdminAnswerHandler(AdminHandler):
     @web.authenticated
     @authorized
     async def post(self, appeal_id: str, verdict: str) -> None:
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "a JSON object is required")
+        body = self.json_object()
         guard, admin, note = self.guard, self.admin, body.get("note") or ""
         accept = verdict == "accept"
         try:

@@ -58,6 +58,13 @@ class GuardMixin(ExtensionHandlerMixin):
     def guard_user(self) -> str:
         return self.guard.resolve_user(self.current_user)  # type: ignore[attr-defined]
 
+    def json_object(self) -> dict[str, Any]:
+        """The request's JSON body, which must be an object (else 400)."""
+        body = self.get_json_body() or {}  # type: ignore[attr-defined]
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "a JSON object is required")
+        return body
+
     async def in_pool(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (store reads and writes) in the guard's pool: the store (SQLAlchemy,
         fsync, a database lock) never holds up the event loop. One call at a time per
@@ -132,9 +139,7 @@ class ConsentHandler(GuardMixin, APIHandler):
     @web.authenticated
     @authorized
     def post(self) -> None:
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "body must be a JSON object")
+        body = self.json_object()
         try:
             held = self.guard.consents.answer(
                 body.get("token"), self.guard_user, body.get("choice")
@@ -216,9 +221,7 @@ class AdminExceptionsHandler(AdminHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "a JSON object is required")
+        body = self.json_object()
         guard, admin = self.guard, self.admin
         args = [body.get(k) for k in ("user", "category", "rule", "reason", "expires_at")]
         try:

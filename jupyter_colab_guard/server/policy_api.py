@@ -64,9 +64,7 @@ class AdminPolicyHandler(PolicyAdminBase):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        body = self.get_json_body() or {}
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "a JSON object is required")
+        body = self.json_object()
         document, comment = body.get("document"), body.get("comment")
         if not isinstance(document, str) or not document.strip():
             raise web.HTTPError(400, "document (the policy as YAML or JSON text) is required")
