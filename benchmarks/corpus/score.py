@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -37,6 +38,7 @@ DEFAULT_CACHE = os.environ.get(
 )
 ALARM = ("warn", "block")
 SLOW_CELL = 0.050  # seconds: no cell of the corpus may take longer to check
+SHELL_SHEBANG = re.compile(r"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z|da)?sh\b")
 HELDOUT = "heldout"  # frozen: its misses are never listed
 # manifest.json: the first corpus (dev + frozen heldout); manifest_dev2.json: a second
 # development set collected blind later, for rule work only (no heldout part)
@@ -85,7 +87,7 @@ def cells_of(path: Path, text: str) -> list[str]:
             return [source for _, source in notebook_cells(text)]
         except ValueError:
             pass
-    if path.suffix in (".sh", ".bash"):
+    if path.suffix in (".sh", ".bash", ".zsh") or SHELL_SHEBANG.match(text):
         return ["%%bash\n" + text]
     return [text]
 
