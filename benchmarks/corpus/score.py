@@ -39,10 +39,12 @@ DEFAULT_CACHE = os.environ.get(
 ALARM = ("warn", "block")
 SLOW_CELL = 0.050  # seconds: no cell of the corpus may take longer to check
 SHELL_SHEBANG = re.compile(r"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z|da)?sh\b")
-HELDOUT = "heldout"  # frozen: its misses are never listed
+# frozen splits, their misses never listed: heldout (40% of the first corpus) and fresh (a
+# set collected blind after the rule work on dev2 began, scored only once it was done)
+FROZEN = ("heldout", "fresh")
 # manifest.json: the first corpus (dev + frozen heldout); manifest_dev2.json: a second
-# development set collected blind later, for rule work only (no heldout part)
-DEFAULT_MANIFESTS = (HERE / "manifest.json", HERE / "manifest_dev2.json")
+# development set collected blind later, for rule work; manifest_fresh.json: frozen
+DEFAULT_MANIFESTS = tuple(HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh"))
 
 
 @dataclass
@@ -191,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--manifest",
         action="append",
-        help="manifest file (repeatable; default: manifest.json and manifest_dev2.json)",
+        help="manifest file (repeatable; default: manifest.json, _dev2 and _fresh)",
     )
     ap.add_argument("--cache", default=DEFAULT_CACHE, help="folder of the cached files")
     ap.add_argument("--policy", default=None, help="policy file or folder (default: shipped)")
     ap.add_argument("--split", default="all", help="all, or one split: dev, dev2, heldout")
     ap.add_argument("--budget", type=float, default=3.0, help="seconds of analysis per cell")
     ap.add_argument(
-        "--misses", action="store_true", help="list misses and false alarms (not of heldout)"
+        "--misses", action="store_true", help="list misses and false alarms (not of a frozen split)"
     )
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument(
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
 
     entries_all = read_entries(args.manifest or [str(p) for p in DEFAULT_MANIFESTS if p.exists()])
     analyzer = Analyzer(load_policy(args.policy))
-    present = sorted({e["split"] for e in entries_all}, key=lambda s: (s == HELDOUT, s))
+    present = sorted({e["split"] for e in entries_all}, key=lambda s: (s in FROZEN, s))
     if args.split != "all" and args.split not in present:
         ap.error(f"no split {args.split!r} in the manifests (there are: {', '.join(present)})")
     splits = present if args.split == "all" else [args.split]
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [score_file(analyzer, args.cache, e, args.budget, clock) for e in entries]
         report[split] = summarize(results)
         print(render(split, report[split]))
-        if args.misses and split != HELDOUT:
+        if args.misses and split not in FROZEN:
             for r in results:
                 wrong = r.alarm != (r.entry["label"] == "prohibited")
                 if (wrong or r.error) and not r.entry["uncertain"]:
