@@ -236,7 +236,18 @@ class Analyzer:
             result.findings.append(self.timeout_finding(1))
             return result
         except Exception as exc:  # the analyzer must never take the kernel or server down
-            return _Result([self._error_finding(exc)])
+            return self._after_error(source, memory, exc)
+
+    def _after_error(self, source: str, memory: Memory, exc: Exception) -> _Result:
+        """An internal error in the deep analysis loses none of the cell: its lines are
+        read one by one (each in its own try), and the error is recorded."""
+        try:
+            with unlimited():
+                result = self._fallback(python_text(source), memory, "")
+        except Exception:
+            result = _Result([])
+        result.findings.append(self._error_finding(exc))
+        return result
 
     def _wanted_lines(
         self, code: str, memory: Memory, live: set[str] | None, text: TextIndex
@@ -444,11 +455,11 @@ class Analyzer:
                 continue  # a flood: its text is still matched, not parsed
             try:
                 tree = ast.parse(transform(stripped)[0])
-            except Exception:
+                LinearPass(facts, memory, lambda _line, at=anchor: at, self.engine.wants_args)(
+                    tree.body
+                )
+            except Exception:  # this line only (its text is still matched)
                 continue
-            LinearPass(facts, memory, lambda _line, at=anchor: at, self.engine.wants_args)(
-                tree.body
-            )
         findings = [
             self._finding(rule, fact, None, [], [], None)
             for rule, fact in self.engine.match(facts.facts)

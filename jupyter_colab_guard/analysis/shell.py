@@ -379,7 +379,10 @@ class ShellScanner:
                 inner = argv[i + _POSITIONAL_FIRST.get(name, 0) :]
             else:
                 break
-            wrappers.append(argv[: len(argv) - len(inner)] if inner else argv)
+            # the wrapper's own words; a multiplexer's command is re-split text, not a tail
+            tail = len(argv) - len(inner)
+            own = argv[:tail] if inner and tail > 0 and argv[tail:] == inner else argv
+            wrappers.append(own)
             argv = inner
         return argv, wrappers
 

@@ -30,6 +30,10 @@ def commands(line: str) -> list[tuple[str, str]]:
         ("tmux new -d './xmrig -o pool:3333'", ("xmrig", "-o pool:3333")),
         ("tmux new-session -d -s job './xmrig -o pool:3333'", ("xmrig", "-o pool:3333")),
         ("tmux send-keys -t job './xmrig -o pool:3333' Enter", ("xmrig", "-o pool:3333")),
+        # the quoted command splits into as many words as the tmux line has (it took the
+        # whole cell's analysis down with an IndexError)
+        ("tmux new './xmrig -o pool:3333'", ("xmrig", "-o pool:3333")),
+        ('tmux new "$DIR/xmrig ${args/-t/} $flag"', ("xmrig", "${args/-t/} $flag")),
         ("nohup setsid timeout 3600 ./xmrig -o pool:3333 &", ("xmrig", "-o pool:3333")),
         ("timeout -s KILL 10h ./xmrig -o pool:3333", ("xmrig", "-o pool:3333")),
         ("while true; do curl -s https://v.example/ & done", ("curl", "-s https://v.example/")),
