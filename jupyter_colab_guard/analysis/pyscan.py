@@ -140,7 +140,10 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         """Names bound to a qualified name (`run = os.system`, `import x as y`)."""
         out = []
         for name in list(self.bindings):
-            kind, value = self.bindings[name]
+            found = self.bindings.get(name)
+            if found is None:  # folding an earlier name dropped this one (it folded to nothing)
+                continue
+            kind, value = found
             if kind == "expr" and isinstance(value[0], cst.Name | cst.Attribute | cst.Call):
                 found = self.binding(name)
                 kind, value = found if found is not None else ("", "")

@@ -273,3 +273,12 @@ def test_decorators_are_calls(analyzer: Analyzer, cell: str) -> None:
 )
 def test_other_decorators_stay_quiet(analyzer: Analyzer, cell: str) -> None:
     assert not found(analyzer, cell) & {"bot-command", "upload-route"}
+
+
+def test_names_dropped_while_folding_others_do_not_break_the_name_list() -> None:
+    # `x` (bound first) folds through `duration`, which folds to nothing and is dropped
+    scanner = PythonScanner(FactSet(), Memory())
+    scanner.visit_snippet(
+        cst.parse_module("x = 1\nduration = a + b\nx = duration\nrun = os.system\n")
+    )
+    assert ("run", "os.system") in scanner.qual_bindings()
