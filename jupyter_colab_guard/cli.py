@@ -722,6 +722,10 @@ def _describe_leaf(leaf: Leaf) -> str:
     if leaf.kind == "call":
         conds = [f"argument {i + 1} matches /{p.pattern}/" for i, p in leaf.args]
         conds += [f"{k}= matches /{p.pattern}/" for k, p in leaf.kwargs]
+        if leaf.guessed is not None:
+            conds.append(f"an argument /{leaf.guessed.pattern}/ is each item of a for loop")
+        if leaf.looped:
+            conds.append("it runs in an endless loop")
         return f"calls {names}" + (f" where {' and '.join(conds)}" if conds else "")
     if leaf.kind == "shell":
         who = "any program" if "*" in leaf.names else f"a program named {names}"

@@ -328,6 +328,8 @@ class Engine:
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
         if leaf.looped and not fact.anchor.looped:
             return False
+        if leaf.guessed is not None and not any(leaf.guessed.search(k) for k in fact.guessed):
+            return False
         for index, pattern in leaf.args:
             if index >= len(fact.args) or not pattern.search(_given_text(fact.args[index])):
                 return False
@@ -432,7 +434,9 @@ class Engine:
                 hit(leaf, fact)
 
     def match(self, facts: list[Fact]) -> list[tuple[Rule, Fact]]:
-        hits = self.leaf_hits(facts)
+        # in the cell's order, so that a finding points at the first place, however the
+        # statements were visited (a keyword pass, then names followed to earlier lines)
+        hits = self.leaf_hits(sorted(facts, key=_place))
         seen: set[str] = set()
         out: list[tuple[Rule, Fact]] = []
         for index in hits:
@@ -636,6 +640,11 @@ def _evaluate(matcher: Matcher, hits: dict[int, Fact]) -> Fact | None:
         if found is not _TRUE and (located is None or _rank(found) < _rank(located)):
             located = found
     return located
+
+
+def _place(fact: Fact) -> int:
+    """Where a fact's statement starts in the cell (0: before the cell: context)."""
+    return fact.anchor.line or fact.anchor.base
 
 
 def _rank(fact: Fact) -> tuple[bool, bool]:

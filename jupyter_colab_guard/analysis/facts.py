@@ -31,6 +31,7 @@ class Fact:
     manager: str = ""  # install: pip | conda | apt | npm
     args: tuple[Value, ...] = ()  # call: folded positional arguments (Unknown if not literal)
     kwargs: dict[str, Value] = field(default_factory=dict)
+    guessed: tuple[str, ...] = ()  # call: arguments that are a `for` loop's item ("password")
     port: int | None = None  # connect
     evidence: str = ""
     anchor: Anchor = field(default_factory=Anchor)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from ..policy.keywords import bare
+from .guesses import loop_items
 from .loops import ENDLESS_TEXT  # noqa: F401 (kept importable from here)
 from .loops import endless as _endless
 
@@ -27,6 +28,7 @@ class Snippet:
     indent: int = 0  # columns removed by the dedent
     looped: bool = False  # inside an endless loop
     node: ast.AST | None = field(default=None, compare=False)  # the statement (Python's ast)
+    items: frozenset[str] = frozenset()  # names holding an enclosing `for` loop's item
 
 
 def line_starts(code: str) -> list[int]:
@@ -76,7 +78,7 @@ def _WORDCHAR(char: str) -> bool:
 
 
 def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
-    return _innermost(statements, line, None)[0]
+    return _innermost(statements, line, None, None)[0]
 
 
 def innermost_in_loop(
@@ -88,15 +90,20 @@ def innermost_in_loop(
 
     Each level is a binary search over a body list in source order: O(depth * log n).
     """
-    return _innermost(statements, line, {} if endless is None else endless)
+    found, looped, _ = _innermost(statements, line, {} if endless is None else endless, None)
+    return found, looped
 
 
 def _innermost(
-    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None
-) -> tuple[ast.AST | None, bool]:
-    """(``endless`` None: loops are not looked at.)"""
+    statements: list[ast.stmt],
+    line: int,
+    endless: dict[int, bool] | None,
+    loops: dict[int, frozenset[str]] | None,
+) -> tuple[ast.AST | None, bool, frozenset[str]]:
+    """(``endless`` None: loops are not looked at; ``loops`` None: nor their items.)"""
     found: ast.AST | None = None
     looped = False
+    items: frozenset[str] = frozenset()
     bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
     while bodies:
         node = None
@@ -113,8 +120,14 @@ def _innermost(
             if known is None:
                 known = endless[id(node)] = _endless(node)
             looped = known
+        if loops is not None and isinstance(node, ast.For | ast.AsyncFor):
+            if node.body and node.body[0].lineno <= line:  # in the body, where items are bound
+                names = loops.get(id(node))
+                if names is None:
+                    names = loops[id(node)] = loop_items(node)
+                items |= names
         bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
-    return found, looped
+    return found, looped, items
 
 
 def _lineno(node: ast.AST) -> int:
@@ -146,7 +159,9 @@ def _prefix(node: ast.AST, first: str) -> str:
     return ""
 
 
-def snippet_for(node: ast.AST, lines: list[str], looped: bool = False) -> Snippet:
+def snippet_for(
+    node: ast.AST, lines: list[str], looped: bool = False, items: frozenset[str] = frozenset()
+) -> Snippet:
     """Source of a statement; for a compound statement only its header, with `pass`."""
     start = _lineno(node)
     end = node.end_lineno or start  # type: ignore[attr-defined]
@@ -161,7 +176,7 @@ def snippet_for(node: ast.AST, lines: list[str], looped: bool = False) -> Snippe
         text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
     else:
         text = _dedent(lines[start - 1 : end], indent)
-    return Snippet(start - prefix.count("\n"), prefix + text, indent, looped, node)
+    return Snippet(start - prefix.count("\n"), prefix + text, indent, looped, node, items)
 
 
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
@@ -169,11 +184,12 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     seen: set[int] = set()
     out: list[Snippet] = []
     endless: dict[int, bool] = {}
+    loops: dict[int, frozenset[str]] = {}
     for line in sorted(wanted):
-        node, looped = innermost_in_loop(tree.body, line, endless)
+        node, looped, items = _innermost(tree.body, line, endless, loops)
         if node is None or node.lineno in seen:  # type: ignore[attr-defined]
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]
-        out.append(snippet_for(node, lines, looped))
+        out.append(snippet_for(node, lines, looped, items))
     out.sort(key=lambda s: s.first_line)
     return out

@@ -14,6 +14,7 @@ from . import sinks
 from .budget import tick
 from .facts import UNKNOWN, Anchor, Fact, FactSet, Value
 from .fold import ITEMS, Binding, Folder, Lookup, as_text
+from .guesses import guessed_arguments
 from .ipymagics import MagicsMixin
 from .shell import MAX_DEPTH, ShellScanner
 from .summaries import Summary, bind_arguments, body_module
@@ -83,6 +84,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.base = 0
         self.indent = 0
         self.looped = False
+        self.items: frozenset[str] = frozenset()  # names holding an enclosing loop's item
         self.expanding: frozenset[str] = frozenset()  # wrappers being expanded (no recursion)
         self.folder = Folder(self.lookup, self._on_decoded)
         self.shell = ShellScanner(
@@ -358,6 +360,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         if name:
             self.facts.add(Fact("call", name=name, anchor=self.anchor(node), source=node.decorator))
 
+    def _key_text(self, node: cst.BaseExpression) -> str | None:
+        return as_text(self._fold_local(node))
+
     def _fold_local(self, node: cst.BaseExpression) -> Value:
         """Fold without looking in other statements or cells (cheap; for plain facts)."""
         local_only, self._local_only = self._local_only, True
@@ -385,6 +390,9 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                     name=name,
                     args=args,
                     kwargs=kwargs,
+                    guessed=guessed_arguments(node, self.items, self._key_text)
+                    if self.items
+                    else (),
                     anchor=anchor,
                     source=node,
                 )

@@ -250,11 +250,12 @@ class _PolicyBuilder:
                 return None
             return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern, spell=True))
         if kind == "call":
-            f = r.mapping(node, key, {"name"}, {"args", "kwargs", "looped"})
+            f = r.mapping(node, key, {"name"}, {"args", "kwargs", "looped", "guessed"})
             names = r.strings(f.get("name"), f"{key}.name")
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
             looped = r.flag(f.get("looped"), f"{key}.looped")
+            guessed = r.regex(f["guessed"], f"{key}.guessed") if "guessed" in f else None
             keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
             return Leaf(
                 kind,
@@ -262,6 +263,7 @@ class _PolicyBuilder:
                 args=tuple(args),
                 kwargs=tuple(kwargs),
                 looped=looped,
+                guessed=guessed,
                 keywords=keywords,
             )
         if kind == "shell":

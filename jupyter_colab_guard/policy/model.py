@@ -30,6 +30,7 @@ class Leaf:
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
     kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
     looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
+    guessed: Regex | None = None  # call: an argument that is a `for` loop's item, by name
     ports: tuple[int, ...] = ()  # connect ports
     minimum: int = 1  # binary: distinct signatures (names) a file must hold
     spans: tuple[tuple[int, int], ...] = ()  # listen: port ranges, inclusive (22: (22, 22))

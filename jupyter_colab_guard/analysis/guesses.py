@@ -1,0 +1,104 @@
+"""Values that are a loop's items: the `guessed` condition of a call leaf.
+
+A guessing loop hands each item of a list (a wordlist's lines, `range(10000)` PINs,
+`itertools.product` strings) to a call as its password: `for pw in words:
+zf.extractall(pwd=pw.strip().encode())`. An item *is* the value when the argument is the
+loop's name, a method of it (`pw.strip()`), `str()`/`bytes()` of it, or text built around
+it (`f"{pw}"`, `pw + "\\n"`); a field of it (`cfg["password"]`, `acc.password`) is a record's
+own value, not a guess.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+
+import libcst as cst
+
+KeyOf = Callable[[cst.BaseExpression], "str | None"]  # a dict key's text, if literal
+_CONVERSIONS = frozenset({"str", "bytes", "bytearray"})
+
+
+def loop_items(loop: ast.For | ast.AsyncFor) -> frozenset[str]:
+    """Names that hold the loop's item in its body: the target, and names assigned from it
+    (`pw = line.strip()`), followed through a few assignments."""
+    names = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+    assigns: list[tuple[list[ast.expr], ast.expr]] = []
+    for statement in loop.body:
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Assign):
+                assigns.append((node.targets, node.value))
+            elif isinstance(node, ast.AnnAssign | ast.NamedExpr) and node.value is not None:
+                assigns.append(([node.target], node.value))
+    for _ in range(3):
+        grown = False
+        for targets, value in assigns:
+            if _is_item(value, names):
+                for target in targets:
+                    for name in ast.walk(target):
+                        if isinstance(name, ast.Name) and name.id not in names:
+                            names.add(name.id)
+                            grown = True
+        if not grown:
+            break
+    return frozenset(names)
+
+
+def _is_item(node: ast.expr, names: set[str] | frozenset[str]) -> bool:
+    if isinstance(node, ast.Name):
+        return node.id in names
+    if isinstance(node, ast.Call):
+        if isinstance(node.func, ast.Attribute):
+            return _is_item(node.func.value, names)
+        if isinstance(node.func, ast.Name) and node.func.id in _CONVERSIONS and node.args:
+            return _is_item(node.args[0], names)
+        return False
+    if isinstance(node, ast.JoinedStr):
+        return any(
+            isinstance(v, ast.FormattedValue) and _is_item(v.value, names) for v in node.values
+        )
+    if isinstance(node, ast.BinOp):
+        return _is_item(node.left, names) or _is_item(node.right, names)
+    return False
+
+
+def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
+    """The same test on a libcst expression (the analysed snippet's)."""
+    if isinstance(node, cst.Name):
+        return node.value in names
+    if isinstance(node, cst.Call):
+        func = node.func
+        if isinstance(func, cst.Attribute):
+            return is_item(func.value, names)
+        if isinstance(func, cst.Name) and func.value in _CONVERSIONS and node.args:
+            return is_item(node.args[0].value, names)
+        return False
+    if isinstance(node, cst.FormattedString):
+        return any(
+            isinstance(p, cst.FormattedStringExpression) and is_item(p.expression, names)
+            for p in node.parts
+        )
+    if isinstance(node, cst.BinaryOperation):
+        return is_item(node.left, names) or is_item(node.right, names)
+    return False
+
+
+def guessed_arguments(call: cst.Call, names: frozenset[str], key_of: KeyOf) -> tuple[str, ...]:
+    """Which arguments of ``call`` are the loop's item: positional ones by index ("0"),
+    keywords by name ("password"), and a literal dict's entries as "data.password"."""
+    found: list[str] = []
+    position = 0
+    for arg in call.args:
+        if arg.star:
+            continue
+        key = arg.keyword.value if arg.keyword else str(position)
+        position += 0 if arg.keyword else 1
+        if is_item(arg.value, names):
+            found.append(key)
+        elif isinstance(arg.value, cst.Dict):
+            for element in arg.value.elements:
+                if isinstance(element, cst.DictElement) and is_item(element.value, names):
+                    field = key_of(element.key)
+                    if field:
+                        found.append(f"{key}.{field}")
+    return tuple(found)
