@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -126,6 +127,9 @@ def _innermost(
                 if names is None:
                     names = loops[id(node)] = loop_items(node)
                 items |= names
+        first = getattr(node, "body", None)
+        if first and isinstance(first, list) and first[0].lineno == node.lineno == line:
+            break  # `try: import a; b()`: the body shares the header's line, kept whole
         bodies = [b for b in (getattr(node, f, None) for f in _BODY_FIELDS) if b]
     return found, looped, items
 
@@ -156,6 +160,11 @@ def _prefix(node: ast.AST, first: str) -> str:
         return "try:\n    pass\n"
     if isinstance(node, ast.If) and first.lstrip().startswith("elif"):
         return "if False:\n    pass\n"
+    # a statement on the line of an `else:`/`finally:` clause (`else: z = 1`)
+    if re.match(r"\s*else\s*:", first):
+        return "if False:\n    pass\n"
+    if re.match(r"\s*finally\s*:", first):
+        return "try:\n    pass\n"
     return ""
 
 
@@ -169,11 +178,11 @@ def snippet_for(
     indent = len(first) - len(first.lstrip())  # `a(); b()` on one line: take the whole line
     prefix = _prefix(node, lines[start - 1])
     body = getattr(node, "body", None)
-    header_only = bool(isinstance(body, list) and body and body[0].lineno > start)
+    header_only = bool(isinstance(body, list) and body and _lineno(body[0]) > start)
     if header_only and isinstance(node, ast.Try | ast.TryStar):
         text = "pass\n"  # a bare `try:` holds no code
     elif header_only:
-        text = _dedent(lines[start - 1 : body[0].lineno - 1], indent) + "    pass\n"  # type: ignore[index]
+        text = _dedent(lines[start - 1 : _lineno(body[0]) - 1], indent) + "    pass\n"  # type: ignore[index]
     else:
         text = _dedent(lines[start - 1 : end], indent)
     return Snippet(start - prefix.count("\n"), prefix + text, indent, looped, node, items)

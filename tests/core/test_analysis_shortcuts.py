@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ from jupyter_colab_guard.analysis.engine import (
     joined_pattern,
 )
 from jupyter_colab_guard.analysis.facts import Fact
-from jupyter_colab_guard.analysis.locate import keyword_lines
+from jupyter_colab_guard.analysis.locate import keyword_lines, snippets
 from jupyter_colab_guard.analysis.transform import transform
 from jupyter_colab_guard.policy import load_policy
 from jupyter_colab_guard.policy.model import Leaf
@@ -275,3 +276,32 @@ def test_keyword_lines_are_the_lines_a_plain_search_finds() -> None:
     assert marked > 300
     assert keyword_lines("passx", "passx", {"\\bpass\\b", "pas"}) == {1}  # the substring
     assert keyword_lines("passx", "passx", {"\\bpass\\b"}) == set()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "try: import subprocess; t = 'T4' in str(subprocess.check_output(['x']))\n"
+        "except Exception: t = False\n",
+        "class Monitor:\n    @staticmethod\n    def f():\n        import os; os.system('x')\n",
+        "if x: y = 1\nelse: z = 1; w = 2\n",
+        "try:\n    a()\nfinally: b(); c()\n",
+        "for i in x: pass\nelse: d()\n",
+        "while ok: step(); log()\n",
+    ],
+)
+def test_every_snippet_parses_on_its_own(code: str) -> None:
+    """Headers with their body on the same line, clauses and decorators: each snippet the
+    deep analysis gets is valid Python (before, these went to the line-by-line pass)."""
+    lines = set(range(1, code.count("\n") + 1))
+    cut = snippets(code, ast.parse(code), lines)
+    assert cut
+    for snippet in cut:
+        ast.parse(snippet.text)
+
+
+def test_a_command_in_a_one_line_try_is_analysed_in_depth() -> None:
+    cell = "import os\ntry: os.system('./xmr' + 'ig -o pool:3333')\nexcept Exception: pass\n"
+    findings = Analyzer(load_policy(None)).check(cell)
+    assert "mining-miner-binary" in {f.rule for f in findings}
+    assert not [f for f in findings if f.rule.startswith("analysis.")]
