@@ -158,7 +158,7 @@ def _read_cell(reader: _JsonReader, index: int) -> NotebookCell | None:
     kind: Any = None
     pieces: tuple[tuple[str, int], ...] = ()
     for key in reader.keys():
-        if key == "source" and reader.peek() == "[":
+        if key in ("source", "input") and reader.peek() == "[":  # input: nbformat 3
             found: list[tuple[str, int]] = []
             for _ in reader.items():
                 piece, start = reader.value()
@@ -166,7 +166,7 @@ def _read_cell(reader: _JsonReader, index: int) -> NotebookCell | None:
                     raise ValueError(f"cell {index}: source holds a {type(piece).__name__}")
                 found.append((piece, start))
             pieces = tuple(found)
-        elif key == "source":
+        elif key in ("source", "input"):
             value, start = reader.value()
             pieces = ((value if isinstance(value, str) else str(value), start),)
         elif key == "cell_type":
@@ -174,6 +174,22 @@ def _read_cell(reader: _JsonReader, index: int) -> NotebookCell | None:
         else:
             reader.value()
     return NotebookCell(index, pieces, offset) if kind == "code" else None
+
+
+def _read_cells(reader: _JsonReader, first: int) -> tuple[list[NotebookCell], int]:
+    """The code cells of a JSON list of cells, and how many cells it holds; ``first``: the
+    index of its first cell."""
+    cells: list[NotebookCell] = []
+    count = 0
+    for index in reader.items():
+        count += 1
+        if reader.peek() == "{":
+            cell = _read_cell(reader, first + index)
+            if cell is not None:
+                cells.append(cell)
+        else:
+            reader.value()
+    return cells, count
 
 
 def notebook_code_cells(text: str) -> list[NotebookCell]:
@@ -185,14 +201,19 @@ def notebook_code_cells(text: str) -> list[NotebookCell]:
     cells: list[NotebookCell] | None = None
     for key in reader.keys():
         if key == "cells" and reader.peek() == "[":
-            cells = []
-            for index in reader.items():
-                if reader.peek() == "{":
-                    cell = _read_cell(reader, index)
-                    if cell is not None:
-                        cells.append(cell)
-                else:
+            cells = _read_cells(reader, 0)[0]
+        elif key == "worksheets" and reader.peek() == "[":  # nbformat 3: cells by worksheet
+            cells, seen = [], 0
+            for _ in reader.items():
+                if reader.peek() != "{":
                     reader.value()
+                    continue
+                for inner in reader.keys():
+                    if inner == "cells" and reader.peek() == "[":
+                        found, count = _read_cells(reader, seen)
+                        cells, seen = cells + found, seen + count
+                    else:
+                        reader.value()
         else:
             reader.value()
             if key == "cells":

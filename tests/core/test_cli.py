@@ -642,3 +642,27 @@ def test_a_dying_worker_turns_files_into_errors(
     assert all("worker process died" in e["message"] for e in errors)
     checked = {Path(x.path).name for x in found}
     assert checked | died == set(names) and not checked & died  # every file accounted for
+
+
+def test_an_nbformat_3_notebook_is_read_by_its_worksheets(tmp_path: Path, policy: Path) -> None:
+    old = {
+        "nbformat": 3,
+        "metadata": {"name": ""},
+        "worksheets": [
+            {"cells": [{"cell_type": "markdown", "source": ["# Notes"]}]},
+            {
+                "cells": [
+                    {"cell_type": "code", "input": ["x = 1"], "language": "python"},
+                    {"cell_type": "code", "input": ["!forbidden-tool --go"], "outputs": []},
+                ]
+            },
+        ],
+    }
+    (tmp_path / "old.ipynb").write_text(json.dumps(old), encoding="utf-8")
+    status, data = check_json(tmp_path, policy, "old.ipynb")
+    assert data["errors"] == []
+    # cells count from 0 across worksheets, as in nbformat 4 files
+    assert [(f["cell"], f["line"], f["rule"]) for f in data["findings"]] == [
+        (2, 1, "forbidden-tool-shell")
+    ]
+    assert status == 1
