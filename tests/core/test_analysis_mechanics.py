@@ -49,7 +49,12 @@ def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
         ),
         rule("tor-import", "      import: [torpy]"),
     ]
-    path = tmp_path_factory.mktemp("policy") / "mechanics.yaml"
+    return analyzer_of(tmp_path_factory, rules)
+
+
+def analyzer_of(tmp_path_factory: pytest.TempPathFactory, rules: list[str]) -> Analyzer:
+    """The real analyzer with a small policy of the given rules (see ``rule``)."""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
     path.write_text(HEAD + "".join(rules))
     return Analyzer(load_policy(path))
 

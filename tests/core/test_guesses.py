@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 
 import pytest
-from test_analysis_mechanics import HEAD, rule
+from test_analysis_mechanics import HEAD, analyzer_of, rule
+from test_mechanisms_more import found
 
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.analysis.guesses import loop_items
@@ -23,13 +24,7 @@ RULES = [
 
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
-    path = tmp_path_factory.mktemp("policy") / "guess.yaml"
-    path.write_text(HEAD + "".join(RULES))
-    return Analyzer(load_policy(path))
-
-
-def found(analyzer: Analyzer, cell: str) -> set[str]:
-    return {f.rule for f in analyzer.session().check(cell)}
+    return analyzer_of(tmp_path_factory, RULES)
 
 
 GUESSING = [

@@ -8,7 +8,7 @@ import ast
 
 import libcst as cst
 import pytest
-from test_analysis_mechanics import HEAD, rule
+from test_analysis_mechanics import HEAD, analyzer_of, rule
 
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.analysis.facts import FactSet
@@ -33,9 +33,7 @@ RULES = [
 
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory: pytest.TempPathFactory) -> Analyzer:
-    path = tmp_path_factory.mktemp("policy") / "more.yaml"
-    path.write_text(HEAD + "".join(RULES))
-    return Analyzer(load_policy(path))
+    return analyzer_of(tmp_path_factory, RULES)
 
 
 def found(analyzer: Analyzer, cell: str) -> set[str]:
