@@ -183,12 +183,29 @@ def _mentions(code: str, name: str, starts: list[int]) -> list[int]:
 
 
 def _all_bindings(code: str, starts: list[int]) -> dict[str, list[int]]:
-    """name -> lines that may bind it, from one regex pass over the cell."""
+    """name -> lines that may bind it, from one regex pass over the cell.
+
+    A match of _BIND starts where a line starts or at an `as`, so it is tried there only,
+    in order, each past the end of the match before: the matches of ``_BIND.finditer``
+    (the regex engine would try every character of the cell)."""
     index: dict[str, list[int]] = {}
-    for m in _BIND.finditer(code):
+    places = set(starts)
+    pos = code.find("as")
+    while pos != -1:
+        places.add(pos)
+        pos = code.find("as", pos + 1)
+    end = 0
+    match = _BIND.match
+    for place in sorted(places):
+        if place < end:
+            continue
+        m = match(code, place)
+        if m is None:
+            continue
+        end = m.end()
         for name in _names_of(m):
             if name.isidentifier():
-                index.setdefault(name, []).append(line_of(starts, m.start()))
+                index.setdefault(name, []).append(line_of(starts, place))
     return index
 
 
