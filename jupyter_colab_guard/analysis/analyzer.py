@@ -277,13 +277,14 @@ class Analyzer:
         IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if may_have_ipython_syntax(source):  # (often a `?` at the end of a comment)
+            syntax = may_have_ipython_syntax(source)
+            if syntax:  # (often a `?` at the end of a comment)
                 try:  # IPython's syntax is never valid Python: valid Python stays as it is
                     return source, ast.parse(source), list(range(1, source.count("\n") + 2))
                 except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
                     pass
             try:
-                code, line_map = transform(source)
+                code, line_map = transform(source, syntax)
             except Exception:  # IPython gives up on it too: the kernel runs nothing
                 return self._fallback(source, memory, "IPython cannot transform it")
             try:

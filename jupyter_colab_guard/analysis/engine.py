@@ -21,6 +21,22 @@ _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
 
 
+# Every byte that is no word character ([a-z0-9_]) read as a space: the words of a text are
+# then what str.split() gives (twice the speed of _TOKEN.findall).
+_WORD_BYTES = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256)
+)
+
+
+def words_of(lowered: str) -> set[str]:
+    """The distinct runs of [a-z0-9_] in a text (``set(_TOKEN.findall(lowered))``)."""
+    try:
+        data = lowered.encode("utf-8")  # bytes of other characters are >= 0x80: spaces
+    except UnicodeEncodeError:  # a lone surrogate
+        return set(_TOKEN.findall(lowered))
+    return set(data.translate(_WORD_BYTES).decode("ascii").split())
+
+
 class TextIndex:
     """The words of a lower-cased text and their 4-grams, computed once for every index.
 
@@ -35,7 +51,7 @@ class TextIndex:
         self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
     ) -> None:
         self.lowered = lowered
-        self.tokens = tokens if tokens is not None else set(_TOKEN.findall(lowered))
+        self.tokens = tokens if tokens is not None else words_of(lowered)
         self.own = own
         self._grams: set[str] | None = None
         self._spelled: str | None = None
@@ -89,17 +105,20 @@ class _GramIndex:
                 self.by_gram[max(runs, key=len)[-4:]].append((keyword, wordy))
             else:
                 self.short.append(keyword)
+        # sets, so that an intersection walks the smaller side (a dict: always the dict)
+        self._word_set = frozenset(self.words)
+        self._gram_set = frozenset(self.by_gram)
 
     def __bool__(self) -> bool:
         return bool(self.words or self.by_gram or self.short)
 
     def word_hits(self, text: TextIndex) -> set[str]:
-        return {self.words[t] for t in text.tokens.intersection(self.words)}
+        return {self.words[t] for t in text.tokens & self._word_set}
 
     def substring_hits(self, lowered: str, text: TextIndex) -> set[str]:
         found = {k for k in self.short if k in lowered}
         if self.by_gram:
-            for gram in text.grams.intersection(self.by_gram):
+            for gram in text.grams & self._gram_set:
                 for keyword, wordy in self.by_gram[gram]:
                     if keyword in (text.spelled if wordy else lowered):
                         found.add(keyword)

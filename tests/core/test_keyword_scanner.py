@@ -111,3 +111,17 @@ def test_many_keywords_one_pass() -> None:
     scanner = KeywordScanner(keywords)
     text = "a kw00042x b -17q c kw19999x kw2 -3"
     assert scanner.found(TextIndex(text)) == {"kw00042x", "-17q", "kw19999x"}
+
+
+def test_the_words_of_a_text_are_the_runs_of_word_characters() -> None:
+    import random
+
+    from jupyter_colab_guard.analysis.engine import words_of
+
+    rnd = random.Random(3)
+    alphabet = [chr(c) for c in range(256)] + ["ß", "İ", "ä", "\u2028", "é", "\ud800", "\U0001d535"]
+    texts = [t.lower() for t in TEXTS] + [
+        "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 80))) for _ in range(3000)
+    ]
+    for text in texts:
+        assert words_of(text) == set(re.findall(r"[a-z0-9_]+", text)), repr(text[:100])
