@@ -111,3 +111,17 @@ def test_a_visitor_of_few_nodes_gets_the_calls_libcst_makes() -> None:
         walk(ours, module)
         module.visit(theirs)
         assert ours.log == theirs.log, module.code[:300]
+
+
+def test_node_positions_are_what_the_metadata_wrapper_resolves() -> None:
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from jupyter_colab_guard.analysis.analyzer import node_positions
+
+    nodes = 0
+    for module in MODULES:
+        expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        got = node_positions(module)
+        assert dict(got) == dict(expected), module.code[:300]
+        nodes += len(got)
+    assert nodes > 10_000
