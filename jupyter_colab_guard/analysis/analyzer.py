@@ -196,7 +196,7 @@ class Analyzer:
         the words of the source for later passes)."""
         lowered = source.lower()
         tokens = TextIndex(lowered)
-        marked = is_marked(source, tokens.tokens)
+        marked = tokens.marked = is_marked(source, tokens.tokens)
         if self.exhaustive or (marked and self.engine.always_deep):
             return True, None, tokens
         shell = marked or SHELL_ENTRY.search(source) is not None
@@ -271,6 +271,8 @@ class Analyzer:
         strong = keyword_lines(code, lowered, keywords, starts)
         if text.spread:  # a keyword split across literals: the lines where literals meet
             strong |= {line_of(starts, m.start()) for m in LITERAL_JOIN.finditer(code)}
+        if text.marked is False:  # the gate's index: this code is the cell it found unmarked
+            return strong, set()  # (no marker word, no marker syntax: no marker line)
         return strong, marker_lines(code, lowered, words, starts)
 
     def _parse(self, source: str, memory: Memory) -> tuple[str, ast.Module, list[int]] | _Result:

@@ -45,7 +45,7 @@ class TextIndex:
     finds in the text is kept here too, so that every index sharing the scanner reads the
     text once."""
 
-    __slots__ = ("_found", "_grams", "_spelled", "lowered", "own", "spread", "tokens")
+    __slots__ = ("_found", "_grams", "_spelled", "lowered", "marked", "own", "spread", "tokens")
 
     def __init__(
         self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
@@ -57,6 +57,7 @@ class TextIndex:
         self._spelled: str | None = None
         self._found: dict[object, set[str] | bool] | None = None  # per scanner, etc.
         self.spread = False  # a rule's keyword occurs only across joined string literals
+        self.marked: bool | None = None  # the gate's is_marked of the text (None: not asked)
 
     @property
     def grams(self) -> set[str]:

@@ -125,3 +125,24 @@ def test_node_positions_are_what_the_metadata_wrapper_resolves() -> None:
         assert dict(got) == dict(expected), module.code[:300]
         nodes += len(got)
     assert nodes > 10_000
+
+
+def test_a_cell_the_gate_finds_unmarked_has_no_marker_line() -> None:
+    """The deep pass skips marker_lines when the gate's is_marked said no (same text)."""
+    import sys
+
+    from jupyter_colab_guard.analysis.engine import words_of
+    from jupyter_colab_guard.analysis.markers import is_marked, marker_lines
+
+    sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+    from analyzer_bench import CELLS as BENCH
+
+    texts = [*CELLS, *BENCH, *_fuzz(3000)]
+    unmarked = 0
+    for text in texts:
+        lowered = text.lower()
+        words = words_of(lowered)
+        if not is_marked(text, words):
+            unmarked += 1
+            assert marker_lines(text, lowered, words, line_starts(text)) == set(), text[:300]
+    assert unmarked > 300
