@@ -166,7 +166,8 @@ class _LiteralSet:
         return {literals[i] for i in found}
 
 
-_SET_MEMORY = 256 << 20  # bytes RE2 may use for a set's program and DFA (a budget: used lazily)
+_SET_MEMORY = 64 << 20  # bytes RE2 may use for a set's program and DFA (a cap: used lazily;
+# a literal set's DFA is at most its Aho-Corasick automaton: about 10 MB for the default policy)
 
 
 class KeywordScanner:
