@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import libcst as cst
@@ -146,3 +147,41 @@ def test_a_cell_the_gate_finds_unmarked_has_no_marker_line() -> None:
             unmarked += 1
             assert marker_lines(text, lowered, words, line_starts(text)) == set(), text[:300]
     assert unmarked > 300
+
+
+def test_a_name_a_cell_binds_is_one_of_its_words() -> None:
+    """CellIndex.resolve_local answers from the cell's words once asked often: sound only
+    if every name with binding lines (either way of finding them) is a word of the cell."""
+    from jupyter_colab_guard.analysis.resolve import CellIndex
+
+    texts = [
+        *CELLS,
+        *_fuzz(5000),
+        "x\u00b2 = 1\nfor \u00e9t\u00e9, b in c: pass\nimport a.b as \u00e7",
+    ]
+    texts += [Path(m.__file__).read_text() for m in (random, yaml, pytest)]
+    checked = 0
+    for code in texts:
+        index = CellIndex(code)
+        words = index._words()
+        for name in _all_bindings(code, line_starts(code)):
+            assert name in words, (name, code[:200])
+            checked += 1
+        for name in set(re.findall(r"[^\W\d]\w*", code)):
+            if index._binding_lines(name):
+                assert name in words, (name, code[:200])
+                checked += 1
+    assert checked > 1000
+
+
+def test_resolve_local_answers_as_before_once_it_reads_words() -> None:
+    from jupyter_colab_guard.analysis import resolve
+
+    texts = [c for c in CELLS if "=" in c or "import" in c][:300]
+    for code in texts:
+        names = [*sorted(set(re.findall(r"[^\W\d]\w*", code)))[:40], "nowhere", "x", "os"]
+        fast, plain = resolve.CellIndex(code), resolve.CellIndex(code)
+        plain._asked = -(10**9)  # never reads its words
+        for name in names:
+            a, b = fast.resolve_local(name), plain.resolve_local(name)
+            assert (a is None) == (b is None), (name, code[:200])
