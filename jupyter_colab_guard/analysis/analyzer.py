@@ -9,10 +9,11 @@ import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from libcst.metadata import MetadataWrapper, PositionProvider
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from ..policy.keywords import word
 from ..policy.model import Identity, Policy, Rule
@@ -195,7 +196,7 @@ class Analyzer:
         the words of the source for later passes)."""
         lowered = source.lower()
         tokens = TextIndex(lowered)
-        marked = is_marked(source, tokens.tokens)
+        marked = tokens.marked = is_marked(source, tokens.tokens)
         if self.exhaustive or (marked and self.engine.always_deep):
             return True, None, tokens
         shell = marked or SHELL_ENTRY.search(source) is not None
@@ -270,6 +271,8 @@ class Analyzer:
         strong = keyword_lines(code, lowered, keywords, starts)
         if text.spread:  # a keyword split across literals: the lines where literals meet
             strong |= {line_of(starts, m.start()) for m in LITERAL_JOIN.finditer(code)}
+        if text.marked is False:  # the gate's index: this code is the cell it found unmarked
+            return strong, set()  # (no marker word, no marker syntax: no marker line)
         return strong, marker_lines(code, lowered, words, starts)
 
     def _parse(self, source: str, memory: Memory) -> tuple[str, ast.Module, list[int]] | _Result:
@@ -277,13 +280,14 @@ class Analyzer:
         IPython cannot take the cell (so nothing of it runs), the line-by-line result."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if may_have_ipython_syntax(source):  # (often a `?` at the end of a comment)
+            syntax = may_have_ipython_syntax(source)
+            if syntax:  # (often a `?` at the end of a comment)
                 try:  # IPython's syntax is never valid Python: valid Python stays as it is
                     return source, ast.parse(source), list(range(1, source.count("\n") + 2))
                 except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
                     pass
             try:
-                code, line_map = transform(source)
+                code, line_map = transform(source, syntax)
             except Exception:  # IPython gives up on it too: the kernel runs nothing
                 return self._fallback(source, memory, "IPython cannot transform it")
             try:
@@ -427,8 +431,7 @@ class Analyzer:
         for rule, fact in matches:
             module = fact.anchor.module
             if module is not None and id(module) not in positions:
-                wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-                positions[id(module)] = wrapper.resolve(PositionProvider)
+                positions[id(module)] = node_positions(module)
             table = positions.get(id(module)) if module is not None else None
             out.append(self._finding(rule, fact, table, original, transformed, line_map))
         return out
@@ -557,6 +560,20 @@ class Analyzer:
             evidence="",
             title="Analysis incomplete",
         )
+
+
+def node_positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
+    """What ``MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)``
+    gives: the position of every node. The provider's own pass (a codegen that notes where
+    each node starts and ends) without the wrapper's: it also walks the whole tree once
+    more for batchable providers, of which there are none here (half the time)."""
+    provider = PositionProvider()
+    try:
+        provider._computed = {}
+        provider._gen_impl(module)
+    except AttributeError:  # a libcst without these internals: the public way
+        return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+    return provider._computed
 
 
 def _summarize(code: str, tree: ast.Module, memory: Memory) -> None:

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from itertools import accumulate
 
+import re2
+
 from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from ..policy.regex import Regex, RegexError, compile_regex
@@ -19,23 +21,43 @@ _TOKEN = re.compile(r"[a-z0-9_]+")
 _RUN = re.compile(r"[a-z0-9]{4,}")
 
 
+# Every byte that is no word character ([a-z0-9_]) read as a space: the words of a text are
+# then what str.split() gives (twice the speed of _TOKEN.findall).
+_WORD_BYTES = bytes(
+    c if chr(c) in "abcdefghijklmnopqrstuvwxyz0123456789_" else 32 for c in range(256)
+)
+
+
+def words_of(lowered: str) -> set[str]:
+    """The distinct runs of [a-z0-9_] in a text (``set(_TOKEN.findall(lowered))``)."""
+    try:
+        data = lowered.encode("utf-8")  # bytes of other characters are >= 0x80: spaces
+    except UnicodeEncodeError:  # a lone surrogate
+        return set(_TOKEN.findall(lowered))
+    return set(data.translate(_WORD_BYTES).decode("ascii").split())
+
+
 class TextIndex:
     """The words of a lower-cased text and their 4-grams, computed once for every index.
 
     ``tokens`` may hold more words than the text (context: earlier cells' imports); ``own``
-    is then the index of the text alone, which ``spelled`` reads."""
+    is then the index of the text alone, which ``spelled`` reads. What a ``KeywordScanner``
+    finds in the text is kept here too, so that every index sharing the scanner reads the
+    text once."""
 
-    __slots__ = ("_grams", "_spelled", "lowered", "own", "spread", "tokens")
+    __slots__ = ("_found", "_grams", "_spelled", "lowered", "marked", "own", "spread", "tokens")
 
     def __init__(
         self, lowered: str, tokens: set[str] | None = None, own: TextIndex | None = None
     ) -> None:
         self.lowered = lowered
-        self.tokens = tokens if tokens is not None else set(_TOKEN.findall(lowered))
+        self.tokens = tokens if tokens is not None else words_of(lowered)
         self.own = own
         self._grams: set[str] | None = None
         self._spelled: str | None = None
+        self._found: dict[object, set[str] | bool] | None = None  # per scanner, etc.
         self.spread = False  # a rule's keyword occurs only across joined string literals
+        self.marked: bool | None = None  # the gate's is_marked of the text (None: not asked)
 
     @property
     def grams(self) -> set[str]:
@@ -61,7 +83,7 @@ class TextIndex:
 _SPELL_FROM = 4096  # characters: below, searching the text itself costs less than joining
 
 
-class KeywordIndex:
+class _GramIndex:
     """Which of many keywords occur in a text, in time that depends on the text only.
 
     Whole-word keywords (``\\bxmrig\\b``) are looked up in the set of the text's words;
@@ -84,21 +106,135 @@ class KeywordIndex:
                 self.by_gram[max(runs, key=len)[-4:]].append((keyword, wordy))
             else:
                 self.short.append(keyword)
+        # sets, so that an intersection walks the smaller side (a dict: always the dict)
+        self._word_set = frozenset(self.words)
+        self._gram_set = frozenset(self.by_gram)
 
     def __bool__(self) -> bool:
         return bool(self.words or self.by_gram or self.short)
 
-    def hits(self, lowered: str, text: TextIndex | None = None) -> set[str]:
-        """``text``: the index of ``lowered`` (its words may include context words)."""
-        text = text if text is not None else TextIndex(lowered)
+    def word_hits(self, text: TextIndex) -> set[str]:
+        return {self.words[t] for t in text.tokens & self._word_set}
+
+    def substring_hits(self, lowered: str, text: TextIndex) -> set[str]:
         found = {k for k in self.short if k in lowered}
-        found.update(self.words[t] for t in text.tokens.intersection(self.words))
         if self.by_gram:
-            for gram in text.grams.intersection(self.by_gram):
+            for gram in text.grams & self._gram_set:
                 for keyword, wordy in self.by_gram[gram]:
                     if keyword in (text.spelled if wordy else lowered):
                         found.add(keyword)
         return found
+
+
+class _LiteralSet:
+    """Which of many literal texts occur in a text, in one pass of RE2 over the text (an
+    RE2::Set: a DFA of all of them), whatever their number. ``None`` when it cannot tell:
+    RE2 reports a DFA out of memory as no match, so "none found" is never trusted (nor
+    text RE2 cannot encode, a lone surrogate), and the caller searches the plain way."""
+
+    __slots__ = ("_set", "literals")
+
+    def __init__(self, literals: Iterable[str]) -> None:
+        self.literals = tuple(sorted(set(literals)))
+        self._set: re2.Set | None = None
+        if not self.literals or "" in self.literals:
+            return
+        options = re2.Options()
+        options.literal = True
+        options.case_sensitive = True  # the texts and keywords are lower-cased already
+        options.log_errors = False
+        options.max_mem = _SET_MEMORY
+        compiled = re2.Set.SearchSet(options)
+        try:
+            for literal in self.literals:
+                compiled.Add(literal)
+            compiled.Compile()
+        except re2.error:
+            return
+        self._set = compiled
+
+    def search(self, text: str) -> set[str] | None:
+        if self._set is None:
+            return None
+        try:
+            found = self._set.Match(text)
+        except UnicodeEncodeError:
+            return None
+        if not found:  # nothing, or a DFA out of memory: RE2 cannot say which
+            return None
+        literals = self.literals
+        return {literals[i] for i in found}
+
+
+_SET_MEMORY = 64 << 20  # bytes RE2 may use for a set's program and DFA (a cap: used lazily;
+# a literal set's DFA is at most its Aho-Corasick automaton: about 10 MB for the default policy)
+
+
+class KeywordScanner:
+    """Which of a policy's keywords occur in a text, found once per text for every index
+    that shares the scanner: whole words (``\\bxmrig\\b``) by a lookup in the text's
+    words, substrings in one pass over the text (``_LiteralSet``). The result is kept on
+    the ``TextIndex``: the substrings on the index of the text alone (they depend on the
+    text only), the words on each index (its words may include context words)."""
+
+    def __init__(self, keywords: Iterable[str]) -> None:
+        self.keywords = frozenset(keywords)
+        self._plain = _GramIndex(self.keywords)  # the plain way, when the set cannot tell
+        self._literals = _LiteralSet(k for k in self.keywords if bare(k) == k)
+
+    def found(self, text: TextIndex) -> set[str]:
+        """The keywords that occur in ``text`` (shared: the caller must not change it)."""
+        cache = text._found
+        if cache is None:
+            cache = text._found = {}
+        found = cache.get(self)
+        if found is None:
+            found = self.substrings(text)
+            if self._plain.words:
+                found = found | self._plain.word_hits(text)
+            cache[self] = found
+        return found
+
+    def substrings(self, text: TextIndex) -> set[str]:
+        own = text.own if text.own is not None else text
+        cache = own._found
+        if cache is None:
+            cache = own._found = {}
+        key = self._literals
+        found = cache.get(key)
+        if found is None:
+            if not (self._plain.short or self._plain.by_gram):
+                found = set()
+            else:
+                found = self._literals.search(own.lowered)
+                if found is None:
+                    found = self._plain.substring_hits(own.lowered, own)
+            cache[key] = found
+        return found
+
+
+class KeywordIndex:
+    """Which of some keywords occur in a text, in time that depends on the text only.
+
+    Indexes built with a shared ``KeywordScanner`` (which holds all their keywords) read a
+    text once between them; without one, the index has a scanner of its own.
+    """
+
+    def __init__(self, keywords: Iterable[str], scanner: KeywordScanner | None = None) -> None:
+        self.keywords = frozenset(keywords)
+        plain = _GramIndex(self.keywords)
+        self.words, self.by_gram, self.short = plain.words, plain.by_gram, plain.short
+        if scanner is None or not self.keywords <= scanner.keywords:
+            scanner = KeywordScanner(self.keywords)
+        self.scanner = scanner
+
+    def __bool__(self) -> bool:
+        return bool(self.keywords)
+
+    def hits(self, lowered: str, text: TextIndex | None = None) -> set[str]:
+        """``text``: the index of ``lowered`` (its words may include context words)."""
+        text = text if text is not None else TextIndex(lowered)
+        return self.keywords & self.scanner.found(text)
 
 
 # Which facts a regex leaf of each kind reads (as _regex_ok says, one fact at a time).
@@ -243,24 +379,37 @@ class Engine:
                 if kind != "connect":  # a connect always stands on a marked line
                     gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
                     self.gate_rules[gate][keyword].append(rule.id)
-        self.gates = {g: KeywordIndex(rules_by_kw) for g, rules_by_kw in self.gate_rules.items()}
         # every line keyword as plain text: which of them a cell holds at all (see ``present``)
         self.line_texts = {bare(k) for ks in self.rule_line_keywords.values() for k in ks}
-        self._line_index: KeywordIndex | None = None  # built on first use
-        self.always_deep = bool(self.always_live)
         # 'all' rules: every part's keywords must show, not only the most selective part's
+        parts = {r.id: _conjunct_parts(r.match) for r in rules if r.id not in self.always_live}
+        # one scanner for every keyword the prefilter asks about: a cell is read once for all
+        # of them, not once per gate, per 'all' rule and for the lines
+        every = set(self.line_texts)
+        for rules_by_kw in self.gate_rules.values():
+            every.update(rules_by_kw)
+        for checks in parts.values():
+            every.update(k for check in checks if not isinstance(check, tuple) for k in check)
+        self.scanner = KeywordScanner(every)
+        self.gates = {
+            g: KeywordIndex(rules_by_kw, self.scanner) for g, rules_by_kw in self.gate_rules.items()
+        }
+        self._line_index: KeywordIndex | None = KeywordIndex(self.line_texts, self.scanner)
+        self.always_deep = bool(self.always_live)
         self.conjuncts: dict[str, list[KeywordIndex | tuple[re.Pattern[str], ...]]] = {}
-        for rule in rules:
-            checks = _conjuncts(rule.match)
-            if checks and rule.id not in self.always_live:
-                self.conjuncts[rule.id] = checks
+        for rule_id, checks in parts.items():
+            if checks:
+                self.conjuncts[rule_id] = [
+                    check if isinstance(check, tuple) else KeywordIndex(check, self.scanner)
+                    for check in checks
+                ]
 
     def present(self, keywords: Iterable[str], lowered: str, text: TextIndex) -> set[str]:
         """The keywords that can mark a line of ``lowered`` (``text``: its words): a rule's
         keyword whose text does not occur in it anywhere cannot, so it is left out (the
         lines found stay the same; the line search gets shorter). Others are kept."""
         if self._line_index is None:
-            self._line_index = KeywordIndex(self.line_texts)
+            self._line_index = KeywordIndex(self.line_texts, self.scanner)
         held = self._line_index.hits(lowered, text)
         known = self.line_texts
         return {k for k in keywords if (plain := bare(k)) in held or plain not in known}
@@ -565,16 +714,17 @@ def _generic(kind: str, keyword: str) -> bool:
     return plain == keyword or plain in GENERIC_PROGRAMS
 
 
-def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[re.Pattern[str], ...]]:
+def _conjunct_parts(matcher: Matcher) -> list[frozenset[str] | tuple[re.Pattern[str], ...]]:
     """For a top-level `all`: one check per part that must show in the text (sound: every
-    part of an `all` must match, and a part with a requirement needs one of its keywords)."""
+    part of an `all` must match, and a part with a requirement needs one of its keywords):
+    the part's keywords, or the patterns of which one must match."""
     if not isinstance(matcher, Combinator) or matcher.op != "all":
         return []
-    checks: list[KeywordIndex | tuple[re.Pattern[str], ...]] = []
+    checks: list[frozenset[str] | tuple[re.Pattern[str], ...]] = []
     for child in matcher.children:
         requirement = _requirement(child)
         if requirement:
-            checks.append(KeywordIndex(k for _, k in requirement))
+            checks.append(frozenset(k for _, k in requirement))
         if isinstance(child, Leaf) and child.looped:
             checks.append(ENDLESS_TEXT)  # the loop `looped: true` needs shows in the text
     return checks
@@ -583,8 +733,14 @@ def _conjuncts(matcher: Matcher) -> list[KeywordIndex | tuple[re.Pattern[str], .
 def _shows(
     check: KeywordIndex | tuple[re.Pattern[str], ...], lowered: str, text: TextIndex
 ) -> bool:
-    if isinstance(check, tuple):
-        return any(pattern.search(lowered) for pattern in check)
+    if isinstance(check, tuple):  # searched once per text, however many rules ask
+        cache = text._found
+        if cache is None:
+            cache = text._found = {}
+        shown = cache.get(check)
+        if shown is None:
+            shown = cache[check] = any(pattern.search(lowered) for pattern in check)
+        return bool(shown)
     return bool(check.hits(lowered, text))
 
 

@@ -22,6 +22,8 @@ _BIND = re.compile(
     r"|for[ \t]+(?P<loop>[\w, \t]+?)[ \t]+in\b)|\bas[ \t]+(?P<as>[A-Za-z_]\w*)",
     re.MULTILINE,
 )
+WORDS_AFTER = 8  # resolve_local questions a cell answers the plain way before reading its words
+_WORD_RUN = re.compile(r"\w+")
 MAX_MENTIONS = 100  # a name found more often: index every binding of the cell at once
 PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, names stay unknown
 # A binding worth parsing: it imports, holds a literal, touches a marked construct, or makes
@@ -51,6 +53,8 @@ class CellIndex:
         self._by_name: dict[str, list[int]] = {}
         self._rows: list[str] | None = None
         self._starts = line_starts(code)
+        self._asked = 0  # resolve_local questions
+        self._word_set: dict[str, None] | None = None
 
     @classmethod
     def from_source(cls, source: str, outer: Lookup | None = None) -> CellIndex:
@@ -98,12 +102,29 @@ class CellIndex:
         return self._cache[key]
 
     def resolve_local(self, name: str) -> Binding | None:
-        """The binding at the end of this cell, without asking earlier cells."""
+        """The binding at the end of this cell, without asking earlier cells.
+
+        A session asks every earlier cell for each name a new cell looks up (a notebook's
+        hundredth cell: thousands of questions); after a few, the cell answers from the set
+        of its words: a name it binds is always one of them (see ``_words``)."""
         key = (name, -1)
         if key not in self._cache:
             self._cache[key] = None
+            self._asked += 1
+            if self._asked > WORDS_AFTER and name not in self._words():
+                return None
             self._cache[key] = self._resolve_here(name, 1 << 30)
         return self._cache[key]
+
+    def _words(self) -> dict[str, None]:
+        """The maximal runs of word characters of the code. Every name _binding_lines can
+        return lines for is one: a mention (_mentions) stands between characters that are
+        not word characters, and each name _BIND captures (an assignment target, an
+        imported name, a loop target, an `as` name) ends where the match's text has a
+        non-word character (or a line end) on either side."""
+        if self._word_set is None:  # a dict of str keys: untracked by the garbage collector,
+            self._word_set = dict.fromkeys(_WORD_RUN.findall(self.code))  # which a set is not
+        return self._word_set
 
     def _binding_lines(self, name: str) -> list[int]:
         """Lines that may bind ``name``. Few names are ever asked for, so each is looked up
@@ -183,12 +204,29 @@ def _mentions(code: str, name: str, starts: list[int]) -> list[int]:
 
 
 def _all_bindings(code: str, starts: list[int]) -> dict[str, list[int]]:
-    """name -> lines that may bind it, from one regex pass over the cell."""
+    """name -> lines that may bind it, from one regex pass over the cell.
+
+    A match of _BIND starts where a line starts or at an `as`, so it is tried there only,
+    in order, each past the end of the match before: the matches of ``_BIND.finditer``
+    (the regex engine would try every character of the cell)."""
     index: dict[str, list[int]] = {}
-    for m in _BIND.finditer(code):
+    places = set(starts)
+    pos = code.find("as")
+    while pos != -1:
+        places.add(pos)
+        pos = code.find("as", pos + 1)
+    end = 0
+    match = _BIND.match
+    for place in sorted(places):
+        if place < end:
+            continue
+        m = match(code, place)
+        if m is None:
+            continue
+        end = m.end()
         for name in _names_of(m):
             if name.isidentifier():
-                index.setdefault(name, []).append(line_of(starts, m.start()))
+                index.setdefault(name, []).append(line_of(starts, place))
     return index
 
 

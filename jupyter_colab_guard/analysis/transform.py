@@ -94,10 +94,13 @@ def may_have_ipython_syntax(source: str) -> bool:
     return any(p.search(text) for p in _SYNTAX_PARTS)
 
 
-def transform(source: str) -> tuple[str, list[int]]:
+def transform(source: str, syntax: bool | None = None) -> tuple[str, list[int]]:
     """Python text as IPython would run it and, per line of that text, its 1-based line in
-    ``source`` (lines counted as Python counts them). Raises what IPython raises."""
-    if not may_have_ipython_syntax(source):  # IPython would leave it as it is
+    ``source`` (lines counted as Python counts them). Raises what IPython raises.
+    ``syntax``: ``may_have_ipython_syntax(source)`` when the caller knows it already."""
+    if syntax is None:
+        syntax = may_have_ipython_syntax(source)
+    if not syntax:  # IPython would leave it as it is
         code = python_text(_automagic(source if source.endswith("\n") else source + "\n"))
         return code, list(range(1, code.count("\n") + 1))
     lines, origin = transform_lines(source)

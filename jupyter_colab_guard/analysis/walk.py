@@ -111,20 +111,53 @@ def _plan(visitor: cst.CSTVisitor, node: cst.CSTNode) -> Plan:
     return plan
 
 
+_NODE, _SEQUENCE, _OTHER = 1, 2, 0
+_KINDS: dict[type, int] = {}  # a field value's class -> what it is to the walk
+
+
+def _kind(cls: type) -> int:
+    """(isinstance with libcst's abstract node class is slow: each class is asked once.)"""
+    kind = _KINDS[cls] = (
+        _NODE
+        if issubclass(cls, cst.CSTNode)
+        else _SEQUENCE
+        if issubclass(cls, tuple | list)
+        else _OTHER
+    )
+    return kind
+
+
 def walk(visitor: cst.CSTVisitor, node: cst.CSTNode) -> None:
     """``node.visit(visitor)`` for a read-only visitor that defines only ``visit_<Node>``
     and ``leave_<Node>`` methods (no attribute hooks, no own ``on_visit``/``on_leave``).
-    Ticks the time budget once per node."""
+    Ticks the time budget once per node it enters (a node with nothing to visit, call or
+    enter, such as whitespace, is passed over)."""
+    _walk(visitor, type(visitor), node, None)
+
+
+def _walk(
+    visitor: cst.CSTVisitor, kind: type[cst.CSTVisitor], node: cst.CSTNode, plan: Plan | None
+) -> None:
     tick()
-    plan = _PLANS.get((type(visitor), type(node)))
-    visit, leave, fields = plan if plan is not None else _plan(visitor, node)
+    if plan is None:
+        plan = _PLANS.get((kind, type(node))) or _plan(visitor, node)
+    visit, leave, fields = plan
     if visit is None or visit(visitor, node) is not False:
+        plans, kinds = _PLANS, _KINDS
         for name in fields:
             value = getattr(node, name)
-            if isinstance(value, cst.CSTNode):
-                walk(visitor, value)
-            elif isinstance(value, tuple | list):
-                for child in value:
-                    walk(visitor, child)
+            cls = type(value)
+            what = kinds.get(cls)
+            if what is None:
+                what = _kind(cls)
+            if what == _NODE:
+                child = plans.get((kind, cls)) or _plan(visitor, value)
+                if child[0] is not None or child[1] is not None or child[2]:
+                    _walk(visitor, kind, value, child)
+            elif what == _SEQUENCE:
+                for item in value:
+                    child = plans.get((kind, type(item))) or _plan(visitor, item)
+                    if child[0] is not None or child[1] is not None or child[2]:
+                        _walk(visitor, kind, item, child)
     if leave is not None:
         leave(visitor, node)
