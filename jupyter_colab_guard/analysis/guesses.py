@@ -4,7 +4,7 @@ A guessing loop hands each item of a list (a wordlist's lines, `range(10000)` PI
 `itertools.product` strings) to a call as its password: `for pw in words:
 zf.extractall(pwd=pw.strip().encode())`. An item *is* the value when the argument is the
 loop's name, a method of it (`pw.strip()`), `str()`/`bytes()` of it, or text built around
-it (`f"{pw}"`, `pw + "\\n"`); a field of it (`cfg["password"]`, `acc.password`) is a record's
+it (`f"{pw}"`, `pw + "\\n"`, `"".join(pw)`); a field of it (`cfg["password"]`, `acc.password`) is a record's
 own value, not a guess.
 """
 
@@ -49,6 +49,8 @@ def _is_item(node: ast.expr, names: set[str] | frozenset[str]) -> bool:
         return node.id in names
     if isinstance(node, ast.Call):
         if isinstance(node.func, ast.Attribute):
+            if node.func.attr == "join" and node.args:  # "".join(chars) of a product's item
+                return _is_item(node.args[0], names)
             return _is_item(node.func.value, names)
         if isinstance(node.func, ast.Name) and node.func.id in _CONVERSIONS and node.args:
             return _is_item(node.args[0], names)
@@ -69,6 +71,8 @@ def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
     if isinstance(node, cst.Call):
         func = node.func
         if isinstance(func, cst.Attribute):
+            if func.attr.value == "join" and node.args:
+                return is_item(node.args[0].value, names)
             return is_item(func.value, names)
         if isinstance(func, cst.Name) and func.value in _CONVERSIONS and node.args:
             return is_item(node.args[0].value, names)
