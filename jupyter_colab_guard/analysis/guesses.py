@@ -4,8 +4,8 @@ A guessing loop hands each item of a list (a wordlist's lines, `range(10000)` PI
 `itertools.product` strings) to a call as its password: `for pw in words:
 zf.extractall(pwd=pw.strip().encode())`. An item *is* the value when the argument is the
 loop's name, a method of it (`pw.strip()`), `str()`/`bytes()` of it, or text built around
-it (`f"{pw}"`, `pw + "\\n"`, `"".join(pw)`); a field of it (`cfg["password"]`, `acc.password`) is a record's
-own value, not a guess.
+it (`f"{pw}"`, `pw + "\\n"`, `"".join(pw)`); a field of it (`cfg["password"]`,
+`acc.password`) is a record's own value, not a guess.
 """
 
 from __future__ import annotations

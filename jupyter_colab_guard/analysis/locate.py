@@ -188,6 +188,16 @@ def snippet_for(
     return Snippet(start - prefix.count("\n"), prefix + text, indent, looped, node, items)
 
 
+def _bare_string(node: ast.AST) -> bool:
+    """A docstring or other string statement: it does nothing, and the deep analysis takes
+    no fact from it (its words only made its lines look interesting)."""
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str | bytes)
+    )
+
+
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
@@ -196,7 +206,7 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     loops: dict[int, frozenset[str]] = {}
     for line in sorted(wanted):
         node, looped, items = _innermost(tree.body, line, endless, loops)
-        if node is None or node.lineno in seen:  # type: ignore[attr-defined]
+        if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]
         out.append(snippet_for(node, lines, looped, items))

@@ -54,6 +54,15 @@ def _argv(value: Value) -> list[str] | None:
     return None
 
 
+def _runs_code(node: cst.BaseExpression) -> bool:
+    """A string literal with f-string expressions, which run when it is evaluated."""
+    if isinstance(node, cst.FormattedString):
+        return any(isinstance(p, cst.FormattedStringExpression) for p in node.parts)
+    if isinstance(node, cst.ConcatenatedString):
+        return _runs_code(node.left) or _runs_code(node.right)
+    return False
+
+
 class PythonScanner(MagicsMixin, cst.CSTVisitor):
     """Walks a module once: keeps a flat scope of bindings, emits facts at sinks."""
 
@@ -309,10 +318,16 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         return path if path and mode and any(c in mode for c in "wax") else None
 
     def visit_Expr(self, node: cst.Expr) -> bool:
-        # a bare string statement (docstring, prose) does nothing: it is no evidence
-        return not isinstance(
-            node.value, cst.SimpleString | cst.ConcatenatedString | cst.FormattedString
-        )
+        # a bare string statement (docstring, prose) does nothing: it is no evidence; but
+        # the expressions of a bare f-string run (f"{os.system('x')}"): they are visited,
+        # its text stays prose
+        value = node.value
+        if not isinstance(value, cst.SimpleString | cst.ConcatenatedString | cst.FormattedString):
+            return True
+        if not _runs_code(value):
+            return False
+        self._prose.add(id(value))
+        return True
 
     def visit_SimpleString(self, node: cst.SimpleString) -> None:
         self._string_fact(node, node)

@@ -305,3 +305,22 @@ def test_a_command_in_a_one_line_try_is_analysed_in_depth() -> None:
     findings = Analyzer(load_policy(None)).check(cell)
     assert "mining-miner-binary" in {f.rule for f in findings}
     assert not [f for f in findings if f.rule.startswith("analysis.")]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "f\"{__import__('os').system('./xmrig -o pool.example:3333')}\"\n",
+        "import os\nf\"{os.system('./xmrig')}\"\n",
+        "import os\n'note: ' f\"{os.system('./xmrig')}\"\n",
+    ],
+)
+def test_a_bare_f_string_statement_runs_its_expressions(cell: str) -> None:
+    assert "mining-miner-binary" in {f.rule for f in Analyzer(load_policy(None)).check(cell)}
+
+
+def test_string_statements_are_not_cut_for_deep_analysis() -> None:
+    code = 'def f():\n    """Runs xmrig."""\n    x = 1\n"""xmrig"""\nf"{x} xmrig"\n'
+    kept = [s.first_line for s in snippets(code, ast.parse(code), {2, 4, 5})]
+    assert kept == [5]  # the f-string may run code; the docstring and the string do nothing
+    assert not Analyzer(load_policy(None)).check(code)
