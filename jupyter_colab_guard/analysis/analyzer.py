@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import gc
 import hashlib
 import ipaddress
 import re
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import libcst as cst
@@ -226,7 +228,7 @@ class Analyzer:
         """Findings for one cell; ``budget``: seconds the deep analysis may take (past it the
         rest is checked by the linear pass, and the cell gets the policy's ``on_timeout``)."""
         try:
-            with within(budget):
+            with within(budget), no_collection():
                 deep, live, tokens = self.gate(source, memory)
                 result = self._deep(source, memory, history, live, tokens) if deep else _Result([])
             memory.imports.update(imported_modules(source))  # after: context for later cells
@@ -595,6 +597,21 @@ def _memory_hit(lowered: str, tokens: set[str], memory: Memory) -> bool:
     if any(ref in lowered for ref in _env_refs(memory)):
         return True
     return any(name.lower() in tokens for name in memory.sink_names)
+
+
+@contextmanager
+def no_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused while a cell is checked: the check allocates
+    many short-lived nodes (freed by reference counting), and a collection it triggers
+    walks the whole heap, the user's data included (tens of ms in a big kernel)."""
+    was = gc.isenabled()
+    if was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _deeper_than(node: ast.AST | None, limit: int) -> bool:
