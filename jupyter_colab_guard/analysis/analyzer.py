@@ -701,6 +701,26 @@ def _only_connect(rule: Rule) -> bool:
     return _kinds(rule.match) == {"connect"}
 
 
+def _with_displayed_value(code: str, tree: ast.Module | None) -> tuple[str, ast.Module | None]:
+    """A cell ending in an expression leaves its value in `_` for the next cells (IPython's
+    display hook): `"import os; os.system(...)"` then `exec(_)`. Later cells resolve `_`
+    through a binding `_ = (<expression>)` added after the cell's own code."""
+    last = tree.body[-1] if tree is not None and tree.body else None
+    if tree is None or not isinstance(last, ast.Expr):
+        return code, tree
+    segment = ast.get_source_segment(code, last)
+    if not segment:
+        return code, tree
+    binding = f"_ = ({segment})"
+    try:
+        node = ast.parse(binding).body[0]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code, tree
+    base = code if code.endswith("\n") else code + "\n"
+    ast.increment_lineno(node, base.count("\n"))
+    return base + binding + "\n", ast.Module(body=[*tree.body, node], type_ignores=[])
+
+
 class Session:
     """Checks cells in order, remembering variables, imports and written files."""
 
@@ -727,7 +747,8 @@ class Session:
         earlier = self._lookup_before(len(self._cells))
         result = self.analyzer.analyse(source, self.memory, earlier, budget)
         if result.code is not None:
-            self._cells.append(CellIndex(result.code, result.tree, earlier))
+            code, tree = _with_displayed_value(result.code, result.tree)
+            self._cells.append(CellIndex(code, tree, earlier))
         else:
             self._cells.append(CellIndex.from_source(source, earlier))
         return self.analyzer.policy.filter(result.findings, self.identity)

@@ -65,9 +65,12 @@ def _is_item(node: ast.expr, names: set[str] | frozenset[str]) -> bool:
 
 
 def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
-    """The same test on a libcst expression (the analysed snippet's)."""
+    """The same test on a libcst expression (the analysed snippet's); a pick that rotates
+    through a collection (`keys[i % len(keys)]`, `random.choice(keys)`) is an item too."""
     if isinstance(node, cst.Name):
         return node.value in names
+    if _rotating_pick(node):
+        return True
     if isinstance(node, cst.Call):
         func = node.func
         if isinstance(func, cst.Attribute):
@@ -84,6 +87,21 @@ def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
         )
     if isinstance(node, cst.BinaryOperation):
         return is_item(node.left, names) or is_item(node.right, names)
+    return False
+
+
+def _rotating_pick(node: cst.BaseExpression) -> bool:
+    if isinstance(node, cst.Subscript) and len(node.slice) == 1:
+        index = node.slice[0].slice
+        return (
+            isinstance(index, cst.Index)
+            and isinstance(index.value, cst.BinaryOperation)
+            and isinstance(index.value.operator, cst.Modulo)
+        )
+    if isinstance(node, cst.Call) and node.args:
+        func = node.func
+        name = func.attr.value if isinstance(func, cst.Attribute) else getattr(func, "value", "")
+        return name == "choice"
     return False
 
 

@@ -405,9 +405,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
                     name=name,
                     args=args,
                     kwargs=kwargs,
-                    guessed=guessed_arguments(node, self.items, self._key_text)
-                    if self.items
-                    else (),
+                    guessed=guessed_arguments(node, self.items, self._key_text),
                     anchor=anchor,
                     source=node,
                 )

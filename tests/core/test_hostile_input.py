@@ -222,14 +222,17 @@ def test_a_decoded_payload_in_a_statement_too_large_to_parse() -> None:
 # -- the time budget --------------------------------------------------------------------
 def test_the_budget_stops_the_deep_analysis_and_the_linear_pass_still_reads() -> None:
     cell = "import os\n" + "os.system('echo %d' % i)\n" * 3000 + COMMAND + "\n"
-    start = time.thread_time()  # the budget counts this thread's CPU time
-    unlimited = fresh().check(cell)
-    full = time.thread_time() - start
+
+    def timed(budget: float | None = None) -> tuple[float, list]:  # type: ignore[type-arg]
+        start = time.thread_time()  # the budget counts this thread's CPU time
+        found = fresh().check(cell, budget=budget)
+        return time.thread_time() - start, found
+
+    # the best of a few runs: CPU time still varies with a busy machine (caches, frequency)
+    full, unlimited = min((timed() for _ in range(2)), key=lambda r: r[0])
     assert "analysis.timeout" not in {f.rule for f in unlimited}
     budget = full / 10
-    start = time.thread_time()
-    limited = fresh().check(cell, budget=budget)
-    took = time.thread_time() - start
+    took, limited = min((timed(budget) for _ in range(3)), key=lambda r: r[0])
     timeouts = [f for f in limited if f.rule == "analysis.timeout"]
     assert timeouts and timeouts[0].action == POLICY.on_timeout == "block"
     assert mined(limited)  # what the budget did not reach, the linear pass did
