@@ -798,9 +798,10 @@ def _evaluate(matcher: Matcher, hits: dict[int, Fact]) -> Fact | None:
     return located
 
 
-def _place(fact: Fact) -> int:
-    """Where a fact's statement starts in the cell (0: before the cell: context)."""
-    return fact.anchor.line or fact.anchor.base
+def _place(fact: Fact) -> tuple[bool, int]:
+    """Where a fact's statement starts in the cell; facts remembered from earlier cells
+    (context, never a finding of their own) after every fact of this cell."""
+    return fact.remembered, fact.anchor.line or fact.anchor.base
 
 
 def _rank(fact: Fact) -> tuple[bool, bool]:

@@ -246,3 +246,13 @@ def test_prefilter_sees_every_endless_loop_the_analysis_accepts(
     exhaustive = Analyzer(analyzer.policy, exhaustive=True)
     assert {f.rule for f in exhaustive.check(cell)} == {"flood"}
     assert hits(analyzer, cell) == {"flood"}
+
+
+def test_an_import_again_in_a_later_cell_is_flagged_again(analyzer: Analyzer) -> None:
+    """The earlier cell's import is context for later cells; it must not stand in for the
+    later cell's own import (which would leave that cell without its finding)."""
+    session = analyzer.session()
+    cell = "import json\nimport torpy\nprint('x')\n"
+    first = [(f.rule, f.line) for f in session.check(cell)]
+    again = [(f.rule, f.line) for f in session.check(cell)]
+    assert first == again == [("tor-import", 2)]
