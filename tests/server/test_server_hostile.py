@@ -108,7 +108,9 @@ async def test_a_worker_that_does_not_answer_is_replaced(
     pids = {w.process.pid for w in workers.workers}
     start = time.perf_counter()
     res = await kc.execute(
-        touch(side) + "import os\n" + "os.system('echo %d' % i)\n" * 120000, timeout=60
+        # about 960,000 characters (under max_cell_size) whose check takes seconds
+        touch(side) + "import os\n" + "os.system('ech' + 'o %d' % i + chr(32))\n" * 24000,
+        timeout=60,
     )
     assert server_refusal(res) == "timeout", res
     assert time.perf_counter() - start < 10
