@@ -11,11 +11,10 @@ from __future__ import annotations
 import ast
 import itertools
 import re
-from pathlib import Path
 
 import libcst as cst
 import pytest
-import yaml
+from case_cells import CELLS, POLICY
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,15 +32,7 @@ from jupyter_colab_guard.policy import load_policy
 from jupyter_colab_guard.policy.model import Leaf
 from jupyter_colab_guard.policy.regex import compile_regex
 
-CASES = Path(__file__).parents[1] / "cases"
-POLICY = load_policy(None)
 ANALYZER = Analyzer(POLICY)
-CELLS = [
-    cell
-    for name in ("positive.yaml", "negatives.yaml")
-    for case in yaml.safe_load((CASES / name).read_text())
-    for cell in case["cells"]
-] + [cell for r in POLICY.rules for cell in (*r.examples_match, *r.examples_no_match)]
 
 
 # -- walk ------------------------------------------------------------------------------

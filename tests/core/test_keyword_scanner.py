@@ -9,10 +9,9 @@ with a lone surrogate: then the plain way answers.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-import yaml
+from case_cells import CELLS, POLICY
 
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.analysis.engine import (
@@ -21,18 +20,9 @@ from jupyter_colab_guard.analysis.engine import (
     TextIndex,
     _LiteralSet,
 )
-from jupyter_colab_guard.policy import load_policy
 from jupyter_colab_guard.policy.keywords import bare
 
-CASES = Path(__file__).parents[1] / "cases"
-POLICY = load_policy(None)
 ENGINE = Analyzer(POLICY).engine
-CELLS = [
-    cell
-    for name in ("positive.yaml", "negatives.yaml")
-    for case in yaml.safe_load((CASES / name).read_text())
-    for cell in case["cells"]
-] + [cell for r in POLICY.rules for cell in (*r.examples_match, *r.examples_no_match)]
 LONG = ["\n".join(CELLS[i : i + 60]) for i in range(0, len(CELLS), 60)]
 TEXTS = CELLS + LONG
 

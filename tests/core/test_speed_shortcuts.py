@@ -15,20 +15,11 @@ from pathlib import Path
 import libcst as cst
 import pytest
 import yaml
+from case_cells import CELLS
 
 from jupyter_colab_guard.analysis.locate import line_of, line_starts
 from jupyter_colab_guard.analysis.resolve import _BIND, _all_bindings, _names_of
 from jupyter_colab_guard.analysis.walk import walk
-from jupyter_colab_guard.policy import load_policy
-
-CASES = Path(__file__).parents[1] / "cases"
-POLICY = load_policy(None)
-CELLS = [
-    cell
-    for name in ("positive.yaml", "negatives.yaml")
-    for case in yaml.safe_load((CASES / name).read_text())
-    for cell in case["cells"]
-] + [cell for r in POLICY.rules for cell in (*r.examples_match, *r.examples_no_match)]
 
 
 def _plain_bindings(code: str, starts: list[int]) -> dict[str, list[int]]:
