@@ -392,8 +392,7 @@ class Analyzer:
             return False
         scanner.history = index.lookup_before(snip.first_line)
         try:
-            scanner.items = snip.items
-            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped)
+            scanner.visit_snippet(module, snip.first_line - 1, snip.indent, snip.looped, snip.items)
         except Exception:  # RecursionError on a very long chain, or a bug: this statement
             return False
         return True

@@ -82,26 +82,18 @@ def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
     return _innermost(statements, line, None, None)[0]
 
 
-def innermost_in_loop(
-    statements: list[ast.stmt], line: int, endless: dict[int, bool] | None = None
-) -> tuple[ast.AST | None, bool]:
-    """The innermost statement (or except handler) whose lines contain ``line``, and whether
-    it sits in an endless loop (the loop's own header counts). ``endless``: what is known
-    of the tree's loops (id -> endless), kept across calls on one tree.
-
-    Each level is a binary search over a body list in source order: O(depth * log n).
-    """
-    found, looped, _ = _innermost(statements, line, {} if endless is None else endless, None)
-    return found, looped
-
-
 def _innermost(
     statements: list[ast.stmt],
     line: int,
     endless: dict[int, bool] | None,
     loops: dict[int, frozenset[str]] | None,
 ) -> tuple[ast.AST | None, bool, frozenset[str]]:
-    """(``endless`` None: loops are not looked at; ``loops`` None: nor their items.)"""
+    """The innermost statement (or except handler) whose lines contain ``line``, whether it
+    sits in an endless loop (the loop's own header counts), and the names that hold an
+    enclosing `for` loop's item there. ``endless`` and ``loops``: what is known of the
+    tree's loops (id -> endless, id -> item names), kept across calls on one tree; None:
+    not looked at. Each level is a binary search over a body list in source order:
+    O(depth * log n)."""
     found: ast.AST | None = None
     looped = False
     items: frozenset[str] = frozenset()

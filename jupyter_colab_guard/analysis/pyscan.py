@@ -192,9 +192,15 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         )
 
     def visit_snippet(
-        self, module: cst.Module, base: int = 0, indent: int = 0, looped: bool = False
+        self,
+        module: cst.Module,
+        base: int = 0,
+        indent: int = 0,
+        looped: bool = False,
+        items: frozenset[str] = frozenset(),
     ) -> None:
         self.module, self.base, self.indent, self.looped = module, base, indent, looped
+        self.items = items
         walk(self, module)  # module.visit(self), without rebuilding the tree; ticks per node
 
     def _on_decoded(self, text: str) -> None:
