@@ -311,6 +311,25 @@ class Analyzer:
             return parsed
         code, tree, line_map = parsed
         index = CellIndex(code, tree, history)
+        try:
+            return self._deep_parsed(
+                given, source, code, tree, line_map, memory, live, tokens, index
+            )
+        finally:
+            index.release()
+
+    def _deep_parsed(
+        self,
+        given: str,
+        source: str,
+        code: str,
+        tree: ast.Module,
+        line_map: list[int],
+        memory: Memory,
+        live: set[str] | None,
+        tokens: TextIndex,
+        index: CellIndex,
+    ) -> _Result:
         facts = FactSet()
         scanner = PythonScanner(facts, memory, None)
         scanner.wants_args = self.engine.wants_args

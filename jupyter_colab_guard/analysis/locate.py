@@ -190,6 +190,60 @@ def _bare_string(node: ast.AST) -> bool:
     )
 
 
+_HEADER_ONLY = (ast.While, ast.If, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef, ast.Try)
+_SIMPLE_INERT = (ast.Pass, ast.Break, ast.Continue, ast.Global, ast.Nonlocal)
+_SIMPLE_EXPRS = (ast.Return, ast.Raise, ast.Assert, ast.Delete, ast.Expr)
+_TEXT_OPS = (ast.Add, ast.Mod, ast.Mult)
+
+
+def _inert(node: ast.AST) -> bool:
+    """A statement whose visit can yield no fact: no call, string, text operation, import,
+    binding or decorator where the snippet reads it (a compound statement's header: its
+    body's lines are snippets of their own). Such a line is not parsed again."""
+    if isinstance(node, _SIMPLE_INERT):
+        return True
+    if isinstance(node, _HEADER_ONLY):
+        body = node.body  # type: ignore[attr-defined]
+        if getattr(node, "decorator_list", None) or (body and body[0].lineno == node.lineno):
+            return False  # (`if x: os.system(y)` on one line is kept whole)
+        if isinstance(node, ast.Try):
+            return True
+        if isinstance(node, ast.While | ast.If):
+            parts: list[ast.AST] = [node.test]
+        elif isinstance(node, ast.ClassDef):
+            parts = [*node.bases, *node.keywords]
+        else:
+            parts = [node.args] + ([node.returns] if node.returns else [])  # type: ignore[attr-defined]
+        return not any(_active(part) for part in parts)
+    if isinstance(node, _SIMPLE_EXPRS):
+        return not _active(node)
+    return False
+
+
+def _alone(node: ast.AST, lines: list[str]) -> bool:
+    """No other statement shares the statement's lines (`f(x); break`: the snippet is the
+    whole line, and the line's last statement stands for it)."""
+    first = lines[node.lineno - 1]  # type: ignore[attr-defined]
+    if first[: node.col_offset].strip():  # type: ignore[attr-defined]
+        return False
+    if isinstance(node, _HEADER_ONLY):
+        return True  # (its header ends at its colon; its body starts on a later line)
+    last = lines[(node.end_lineno or node.lineno) - 1]  # type: ignore[attr-defined]
+    rest = last.encode()[node.end_col_offset :].decode(errors="replace").strip()  # type: ignore[attr-defined]
+    return not rest or rest.startswith("#")
+
+
+def _active(node: ast.AST) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call | ast.JoinedStr | ast.NamedExpr | ast.Lambda):
+            return True
+        if isinstance(sub, ast.Constant) and isinstance(sub.value, str | bytes):
+            return True
+        if isinstance(sub, ast.BinOp) and isinstance(sub.op, _TEXT_OPS):
+            return True
+    return False
+
+
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
@@ -199,6 +253,8 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     for line in sorted(wanted):
         node, looped, items = _innermost(tree.body, line, endless, loops)
         if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
+            continue
+        if _inert(node) and _alone(node, lines):
             continue
         seen.add(node.lineno)  # type: ignore[attr-defined]
         out.append(snippet_for(node, lines, looped, items))

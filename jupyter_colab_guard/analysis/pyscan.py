@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import posixpath
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,12 +96,19 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.looped = False
         self.items: frozenset[str] = frozenset()  # names holding an enclosing loop's item
         self.expanding: frozenset[str] = frozenset()  # wrappers being expanded (no recursion)
-        self.folder = Folder(self.lookup, self._on_decoded)
+        # the folder and the shell scanner call back through a weak reference: a scanner
+        # is then freed as soon as it is dropped, with the trees it holds (a cycle would
+        # wait for a garbage collection, which the user's next cell would pay for)
+        me = weakref.ref(self)
+        self.folder = Folder(
+            lambda name: me().lookup(name),  # type: ignore[union-attr]
+            lambda text: me()._on_decoded(text),  # type: ignore[union-attr]
+        )
         self.shell = ShellScanner(
             facts,
             memory.files,
             memory.renames,
-            self.scan_python_text,
+            lambda text, anchor, depth: me().scan_python_text(text, anchor, depth),  # type: ignore[union-attr]
             memory.environ,
             memory.origins,
         )

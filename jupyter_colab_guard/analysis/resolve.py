@@ -75,6 +75,14 @@ class CellIndex:
                 self._tree = ast.Module(body=[], type_ignores=[])
         return self._tree
 
+    def release(self) -> None:
+        """Drop what the index learnt: its answers hold lookups that refer back to it (a
+        cycle only the garbage collector frees, with every tree it reaches, at a cost
+        paid in the user's next cell). Its code stays; later questions start afresh."""
+        self._cache.clear()
+        self._statements.clear()
+        self._modules.clear()
+
     def parse(self, text: str) -> cst.Module | None:
         """libcst's tree of one statement's text, parsed once per cell and shared by the deep
         visit and name resolution (None: libcst cannot parse it)."""

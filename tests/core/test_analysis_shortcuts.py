@@ -315,3 +315,37 @@ def test_string_statements_are_not_cut_for_deep_analysis() -> None:
     kept = [s.first_line for s in snippets(code, ast.parse(code), {2, 4, 5})]
     assert kept == [5]  # the f-string may run code; the docstring and the string do nothing
     assert not Analyzer(load_policy(None)).check(code)
+
+
+def test_statements_that_can_yield_no_fact_are_not_cut() -> None:
+    """Headers and simple statements without a call, a string, a text operation or a
+    binding are left out; a line they share with another statement is kept whole."""
+    code = (
+        "while True:\n"  # 1: inert header
+        "    pass\n"  # 2
+        "if n > limit:\n"  # 3: inert header
+        "    break\n"  # 4: inert
+        "while len(q) > 0:\n"  # 5: a call
+        "    x = q.pop(); continue\n"  # 6: the line holds a call
+        "class C(Base):\n"  # 7: inert
+        "    def f(self, a=1):\n"  # 8: inert
+        "        return a\n"  # 9: inert
+        "def g(cmd='x' + 'mrig'):\n"  # 10: a text operation
+        "    return cmd\n"  # 11
+        "@register\n"  # 12: a decorator is a call
+        "def h(): ...\n"  # 13
+    )
+    kept = [s.first_line for s in snippets(code, ast.parse(code), set(range(1, 14)))]
+    assert kept == [5, 6, 10, 12]
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "import os\nfor word in words:\n    try:\n        os.system('./xmrig -o p:3333'); break\n"
+        "    except OSError:\n        continue\n",
+        "import os\nwhile True:\n    os.system('./xmrig -o p:3333')\n    if done: break\n",
+    ],
+)
+def test_a_call_beside_an_inert_statement_is_still_seen(cell: str) -> None:
+    assert "mining-miner-binary" in {f.rule for f in Analyzer(load_policy(None)).check(cell)}

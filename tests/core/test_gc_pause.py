@@ -39,3 +39,33 @@ def test_a_paused_collector_stays_paused() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_check_leaves_no_cycles_of_its_name_index_behind() -> None:
+    """The cell's name index answers with lookups that refer back to it; it is released
+    after the check, so its parsed statements are freed at once, not by a collection the
+    user's next cell pays for."""
+    import weakref
+
+    from jupyter_colab_guard.analysis import resolve
+
+    analyzer = Analyzer(load_policy(None))
+    made: list[weakref.ref[resolve.CellIndex]] = []
+    original = resolve.CellIndex.__init__
+
+    def tracked(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    gc.disable()
+    resolve.CellIndex.__init__ = tracked  # type: ignore[method-assign]
+    try:
+        analyzer.analyse(
+            "import os\ncmd = 'ls'\nos.system(cmd)\nos.system(cmd + ' -l')\n",
+            __import__("jupyter_colab_guard.analysis.pyscan").analysis.pyscan.Memory(),
+            None,
+        )
+        assert made and all(ref() is None for ref in made)  # freed by reference counting
+    finally:
+        resolve.CellIndex.__init__ = original  # type: ignore[method-assign]
+        gc.enable()
