@@ -43,8 +43,9 @@ SHELL_SHEBANG = re.compile(r"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z|da)?sh\b")
 # set collected blind after the rule work on dev2 began, scored only once it was done)
 FROZEN = ("heldout", "fresh")
 # manifest.json: the first corpus (dev + frozen heldout); manifest_dev2.json: a second
-# development set collected blind later, for rule work; manifest_fresh.json: frozen
-DEFAULT_MANIFESTS = tuple(HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh"))
+# development set collected blind later, for rule work; manifest_fresh.json: frozen;
+# manifest_dev3.json: a third development set
+DEFAULT_MANIFESTS = tuple(HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh", "_dev3"))
 
 
 @dataclass

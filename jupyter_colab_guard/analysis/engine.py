@@ -334,6 +334,7 @@ class Engine:
         self.rules_of_leaf: dict[int, list[Rule]] = defaultdict(list)
         self.imports: dict[str, list[Leaf]] = defaultdict(list)
         self.calls: dict[str, list[Leaf]] = defaultdict(list)
+        self.methods: dict[str, list[Leaf]] = defaultdict(list)  # `*.name`: any receiver
         self.programs: dict[str, list[Leaf]] = defaultdict(list)
         self.installs: dict[str, list[Leaf]] = defaultdict(list)
         self.repos: dict[str, list[Leaf]] = defaultdict(list)  # "name" or "owner/name"
@@ -419,6 +420,8 @@ class Engine:
         root = qualname.split(".")[0]
         if qualname in self.calls or root in SINK_ROOTS or root in FETCH_ROOTS:
             return True
+        if "." in qualname and qualname.rsplit(".", 1)[1] in self.methods:
+            return True
         return qualname.rsplit(".", 1)[-1] in ARG_VERBS
 
     def interesting(self, qualname: str) -> bool:
@@ -453,7 +456,10 @@ class Engine:
                 self.imports[name].append(leaf)
         elif leaf.kind == "call":
             for name in leaf.names:
-                self.calls[name].append(leaf)
+                if name.startswith("*."):
+                    self.methods[name[2:]].append(leaf)
+                else:
+                    self.calls[name].append(leaf)
         elif leaf.kind == "shell" and "*" not in leaf.names:
             for name in leaf.names:
                 self.programs[name].append(leaf)
@@ -522,6 +528,10 @@ class Engine:
                 for leaf in self.calls.get(fact.name, ()):
                     if self._call_ok(leaf, fact):
                         hit(leaf, fact)
+                if self.methods and "." in fact.name:
+                    for leaf in self.methods.get(fact.name.rsplit(".", 1)[1], ()):
+                        if self._call_ok(leaf, fact):
+                            hit(leaf, fact)
             elif kind == "shell":
                 for leaf in self.programs.get(fact.name, ()):
                     if leaf.pattern is None or leaf.pattern.search(fact.text):

@@ -256,6 +256,9 @@ class _PolicyBuilder:
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
             looped = r.flag(f.get("looped"), f"{key}.looped")
             guessed = r.regex(f["guessed"], f"{key}.guessed") if "guessed" in f else None
+            for name in names:
+                if "*" in name and not (name.startswith("*.") and "*" not in name[2:]):
+                    r.error(node, f"{key}.name", f"{name!r}: '*' only as the receiver, '*.method'")
             keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
             return Leaf(
                 kind,
