@@ -23,8 +23,16 @@ def loop_items(loop: ast.For | ast.AsyncFor) -> frozenset[str]:
     """Names that hold the loop's item in its body: the target, and names assigned from it
     (`pw = line.strip()`), followed through a few assignments."""
     names = {n.id for n in ast.walk(loop.target) if isinstance(n, ast.Name)}
+    if _enumerated(loop) and isinstance(loop.target, ast.Name):
+        names = {f"{loop.target.id}[1]"}  # `for line in enumerate(f)`: line[1] is the item
+    return names_from(names, loop.body)
+
+
+def names_from(start: set[str], body: list[ast.stmt]) -> frozenset[str]:
+    """``start`` and the names assigned from them in ``body`` (a few assignments deep)."""
+    names = set(start)
     assigns: list[tuple[list[ast.expr], ast.expr]] = []
-    for statement in loop.body:
+    for statement in body:
         for node in ast.walk(statement):
             if isinstance(node, ast.Assign):
                 assigns.append((node.targets, node.value))
@@ -44,9 +52,57 @@ def loop_items(loop: ast.For | ast.AsyncFor) -> frozenset[str]:
     return frozenset(names)
 
 
+def item_arguments(
+    statement: ast.AST,
+    name: str,
+    function: ast.FunctionDef | ast.AsyncFunctionDef,
+    items: frozenset[str],
+) -> set[str]:
+    """Parameters of ``function`` that its calls in ``statement`` pass an item."""
+    spec = function.args
+    positional = [a.arg for a in (*spec.posonlyargs, *spec.args)]
+    found: set[str] = set()
+    for call in ast.walk(statement):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        if isinstance(func, ast.Name) and func.id == name:
+            shift = 0
+        elif isinstance(func, ast.Attribute) and func.attr == name:
+            shift = 1 if positional[:1] in (["self"], ["cls"]) else 0
+        else:
+            continue
+        for index, arg in enumerate(call.args):
+            if isinstance(arg, ast.Starred):
+                break
+            if index + shift < len(positional) and _is_item(arg, items):
+                found.add(positional[index + shift])
+        for keyword in call.keywords:
+            if keyword.arg and _is_item(keyword.value, items):
+                found.add(keyword.arg)
+    return found
+
+
+def _enumerated(loop: ast.For | ast.AsyncFor) -> bool:
+    call = loop.iter
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "enumerate"
+        and bool(call.args)
+    )
+
+
 def _is_item(node: ast.expr, names: set[str] | frozenset[str]) -> bool:
     if isinstance(node, ast.Name):
         return node.id in names
+    if isinstance(node, ast.Subscript):  # an enumerated pair's item
+        index = node.slice
+        return (
+            isinstance(node.value, ast.Name)
+            and isinstance(index, ast.Constant)
+            and f"{node.value.id}[{index.value!r}]" in names
+        )
     if isinstance(node, ast.Call):
         if isinstance(node.func, ast.Attribute):
             if node.func.attr == "join" and node.args:  # "".join(chars) of a product's item
@@ -71,6 +127,14 @@ def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
         return node.value in names
     if _rotating_pick(node):
         return True
+    if isinstance(node, cst.Subscript) and len(node.slice) == 1:  # an enumerated pair's item
+        index = node.slice[0].slice
+        return (
+            isinstance(node.value, cst.Name)
+            and isinstance(index, cst.Index)
+            and isinstance(index.value, cst.Integer)
+            and f"{node.value.value}[{index.value.value}]" in names
+        )
     if isinstance(node, cst.Call):
         func = node.func
         if isinstance(func, cst.Attribute):

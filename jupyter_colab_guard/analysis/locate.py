@@ -10,12 +10,12 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 
 from ..policy.keywords import bare
-from .guesses import loop_items
+from .guesses import item_arguments, loop_items, names_from
 from .loops import ENDLESS_TEXT  # noqa: F401 (kept importable from here)
 from .loops import endless as _endless
 
@@ -82,11 +82,15 @@ def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
     return _innermost(statements, line, None, None)[0]
 
 
+ParamItems = Callable[[ast.FunctionDef | ast.AsyncFunctionDef], frozenset[str]]
+
+
 def _innermost(
     statements: list[ast.stmt],
     line: int,
     endless: dict[int, bool] | None,
     loops: dict[int, frozenset[str]] | None,
+    params: ParamItems | None = None,
 ) -> tuple[ast.AST | None, bool, frozenset[str]]:
     """The innermost statement (or except handler) whose lines contain ``line``, whether it
     sits in an endless loop (the loop's own header counts), and the names that hold an
@@ -119,6 +123,9 @@ def _innermost(
                 if names is None:
                     names = loops[id(node)] = loop_items(node)
                 items |= names
+        if params is not None and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            if node.body and node.body[0].lineno <= line:
+                items |= params(node)
         first = getattr(node, "body", None)
         if first and isinstance(first, list) and first[0].lineno == node.lineno == line:
             break  # `try: import a; b()`: the body shares the header's line, kept whole
@@ -244,14 +251,49 @@ def _active(node: ast.AST) -> bool:
     return False
 
 
+class _ParamItems:
+    """A function's parameters that some call in the cell hands a loop's item (`for pw in
+    words: try_login(user, pw)` makes `password` of `def try_login(user, password)` an
+    item in its body), with the names assigned from them there. The calls are found by
+    the function's name in the text; each function is looked at once."""
+
+    def __init__(self, code: str, tree: ast.Module, loops: dict[int, frozenset[str]]) -> None:
+        self.code, self.tree, self.loops = code, tree, loops
+        self.starts: list[int] | None = None
+        self.known: dict[int, frozenset[str]] = {}
+
+    def __call__(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
+        key = id(function)
+        if key in self.known:
+            return self.known[key]
+        self.known[key] = frozenset()  # (a recursive function: no items from itself)
+        found: set[str] = set()
+        name, code = function.name, self.code
+        needle = name + "("
+        pos = code.find(needle)
+        while pos != -1:
+            if pos == 0 or not (code[pos - 1].isalnum() or code[pos - 1] == "_"):
+                if self.starts is None:
+                    self.starts = line_starts(code)
+                line = line_of(self.starts, pos)
+                node, _, items = _innermost(self.tree.body, line, None, self.loops, self)
+                if items and node is not None:
+                    found |= item_arguments(node, name, function, items)
+            pos = code.find(needle, pos + 1)
+        result = names_from(found, function.body) if found else frozenset()
+        self.known[key] = result
+        return result
+
+
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     lines = code.split("\n")  # Python's lines (the code has Python's line ends)
     seen: set[int] = set()
     out: list[Snippet] = []
     endless: dict[int, bool] = {}
     loops: dict[int, frozenset[str]] = {}
+    params = _ParamItems(code, tree, loops)
     for line in sorted(wanted):
-        node, looped, items = _innermost(tree.body, line, endless, loops)
+        node, looped, items = _innermost(tree.body, line, endless, loops, params)
         if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
             continue
         if _inert(node) and _alone(node, lines):

@@ -39,6 +39,17 @@ GUESSING = [
     "import vault\nfor a in x:\n    for b in y:\n        vault.open('v', password=str(a) + b)\n",
     "import vault\nasync def go():\n    async for w in feed():\n"
     "        vault.open('v', password=w)\n",
+    # an enumerated pair: its second element is the item
+    "import vault\nfor line in enumerate(f):\n    pw = str(line[1]).strip()\n"
+    "    vault.open('v', password=pw)\n",
+    "import vault\nfor pair in enumerate(words):\n    vault.open('v', password=pair[1])\n",
+    # through the user's own function, called in the loop with the item
+    "import vault\ndef attempt(path, secret):\n    key = secret.strip()\n"
+    "    return vault.open(path, password=key)\n"
+    "for w in open('words.txt'):\n    if attempt('v.kdbx', w):\n        break\n",
+    "import vault\nclass Cracker:\n    def attempt(self, secret):\n"
+    "        return vault.open('v', password=secret)\n"
+    "    def run(self, words):\n        for w in words:\n            self.attempt(secret=w)\n",
 ]
 
 
@@ -53,6 +64,12 @@ NOT_GUESSING = [
     "import vault\nfor acc in accounts:\n    vault.open(acc.path, password=acc.password)\n",
     "import vault\nfor path in files:\n    vault.open(path, password=PW)\n",
     "import vault\npw = next(iter(words))\nvault.open('v', password=pw)\n",
+    # the index of an enumerated pair, and a field of a plain loop's item, are not
+    "import vault\nfor pair in enumerate(words):\n    vault.open('v', password=pair[0])\n",
+    "import vault\nfor row in rows:\n    vault.open('v', password=row[1])\n",
+    # the function is called in a loop, but not with the item as the password
+    "import vault\ndef attempt(path, secret):\n    return vault.open(path, password=secret)\n"
+    "for p in paths:\n    attempt(p, PW)\n",
 ]
 
 
