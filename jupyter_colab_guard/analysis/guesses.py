@@ -11,6 +11,7 @@ it (`f"{pw}"`, `pw + "\\n"`, `"".join(pw)`); a field of it (`cfg["password"]`,
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable
 
 import libcst as cst
@@ -83,6 +84,19 @@ def item_arguments(
     return found
 
 
+# `i += 1`, `i = i + 1`, `i = (i + 1) % len(keys)`: an index the code moves on
+_ADVANCED = re.compile(r"\b([A-Za-z_]\w*)\s*(?:\+=\s*1\b|=\s*\(?\s*\1\s*\+\s*1\b)")
+
+
+def advanced_indexes(code: str) -> frozenset[str]:
+    """Names the code moves on by one and uses as a subscript (`keys[idx]`): a pick from
+    such a subscript rotates through the collection, as `keys[i % len(keys)]` does. Each
+    comes back as "[name]", the form `is_item` looks for."""
+    if "+" not in code:
+        return frozenset()
+    return frozenset(f"[{name}]" for name in set(_ADVANCED.findall(code)) if f"[{name}]" in code)
+
+
 def _enumerated(loop: ast.For | ast.AsyncFor) -> bool:
     call = loop.iter
     return (
@@ -127,11 +141,14 @@ def is_item(node: cst.BaseExpression, names: frozenset[str]) -> bool:
         return node.value in names
     if _rotating_pick(node):
         return True
-    if isinstance(node, cst.Subscript) and len(node.slice) == 1:  # an enumerated pair's item
+    if isinstance(node, cst.Subscript) and len(node.slice) == 1:
         index = node.slice[0].slice
-        return (
+        if not isinstance(index, cst.Index):
+            return False
+        if isinstance(index.value, cst.Name):  # `keys[idx]`, idx moved on elsewhere
+            return f"[{index.value.value}]" in names
+        return (  # an enumerated pair's item
             isinstance(node.value, cst.Name)
-            and isinstance(index, cst.Index)
             and isinstance(index.value, cst.Integer)
             and f"{node.value.value}[{index.value.value}]" in names
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 
 from ..policy.keywords import bare
-from .guesses import item_arguments, loop_items, names_from
+from .guesses import advanced_indexes, item_arguments, loop_items, names_from
 from .loops import ENDLESS_TEXT  # noqa: F401 (kept importable from here)
 from .loops import endless as _endless
 
@@ -292,8 +292,10 @@ def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
     endless: dict[int, bool] = {}
     loops: dict[int, frozenset[str]] = {}
     params = _ParamItems(code, tree, loops)
+    rotating = advanced_indexes(code)
     for line in sorted(wanted):
         node, looped, items = _innermost(tree.body, line, endless, loops, params)
+        items |= rotating
         if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
             continue
         if _inert(node) and _alone(node, lines):

@@ -112,3 +112,18 @@ def test_guessed_must_be_a_valid_regex(tmp_path: pytest.TempPathFactory) -> None
     path.write_text(HEAD + rule("bad", "      call: {name: [vault.open], guessed: '(?=x)'}"))
     with pytest.raises(PolicyError, match="guessed"):
         load_policy(path)
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["idx = (idx + 1) % len(keys)", "idx += 1", "idx = idx + 1"],
+)
+def test_a_pick_by_an_index_the_code_moves_on_rotates(analyzer: Analyzer, step: str) -> None:
+    cell = (
+        "import vault\nidx = 0\ndef ask(q):\n    global idx\n    try:\n"
+        "        return vault.open('v', password=keys[idx])\n    except OSError:\n"
+        f"        {step}\n"
+    )
+    assert "vault-guess" in found(analyzer, cell)
+    fixed = cell.replace(f"        {step}\n", "        raise\n")
+    assert "vault-guess" not in found(analyzer, fixed)  # the same pick, never moved on
