@@ -92,9 +92,16 @@ def advanced_indexes(code: str) -> frozenset[str]:
     """Names the code moves on by one and uses as a subscript (`keys[idx]`): a pick from
     such a subscript rotates through the collection, as `keys[i % len(keys)]` does. Each
     comes back as "[name]", the form `is_item` looks for."""
-    if "+" not in code:
-        return frozenset()
-    return frozenset(f"[{name}]" for name in set(_ADVANCED.findall(code)) if f"[{name}]" in code)
+    names: set[str] = set()
+    for needle in ("+= 1", "+ 1"):  # only the lines that hold one are searched
+        pos = code.find(needle)
+        while pos != -1:
+            start = code.rfind("\n", 0, pos) + 1
+            end = code.find("\n", pos)
+            end = len(code) if end == -1 else end
+            names.update(m.group(1) for m in _ADVANCED.finditer(code, start, end))
+            pos = code.find(needle, end)
+    return frozenset(f"[{name}]" for name in names if f"[{name}]" in code)
 
 
 def _enumerated(loop: ast.For | ast.AsyncFor) -> bool:

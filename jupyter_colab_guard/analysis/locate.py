@@ -267,8 +267,12 @@ class _ParamItems:
         if key in self.known:
             return self.known[key]
         self.known[key] = frozenset()  # (a recursive function: no items from itself)
-        found: set[str] = set()
+        spec = function.args
+        taken = [a.arg for a in (*spec.posonlyargs, *spec.args, *spec.kwonlyargs)]
         name, code = function.name, self.code
+        if name.startswith("__") or not [a for a in taken if a not in ("self", "cls")]:
+            return frozenset()  # (nothing to hand an item to, or called by Python itself)
+        found: set[str] = set()
         needle = name + "("
         pos = code.find(needle)
         while pos != -1:
@@ -276,7 +280,9 @@ class _ParamItems:
                 if self.starts is None:
                     self.starts = line_starts(code)
                 line = line_of(self.starts, pos)
-                node, _, items = _innermost(self.tree.body, line, None, self.loops, self)
+                # (the call site's own loops; an item that reaches it through a further
+                # function is not followed: one level, one pass per function)
+                node, _, items = _innermost(self.tree.body, line, None, self.loops)
                 if items and node is not None:
                     found |= item_arguments(node, name, function, items)
             pos = code.find(needle, pos + 1)
