@@ -23,7 +23,8 @@ RUN_BUTTON = ".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-sel
 STARTED = """el => {
   const prompt = el.querySelector('.jp-InputPrompt');
   return (prompt && prompt.textContent.trim() !== '[ ]:')
-    || el.querySelectorAll('.jp-OutputArea-output').length > 0;
+    || el.querySelectorAll('.jp-OutputArea-output').length > 0
+    || document.querySelector('.jp-Dialog .jp-ColabGuard-dialog') !== null;
 }"""
 
 
@@ -76,7 +77,9 @@ class NotebookPage:
             )
             self.page.locator(RUN_BUTTON).first.click()
             try:
-                self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=8_000)
+                # (a verdict can take a while on a loaded machine: a retry that clicks while
+                # the guard's dialog opens is refused by the dialog, so wait for one long)
+                self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=20_000)
                 return
             except Exception:
                 if self.guard_dialog().count() or cell.locator(OUTPUT).count():
