@@ -25,7 +25,7 @@ from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
 from .linear import LinearPass
-from .locate import Snippet, keyword_lines, line_of, line_starts, snippets
+from .locate import Cutter, Snippet, keyword_lines, line_of, line_starts
 from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
@@ -340,9 +340,10 @@ class Analyzer:
         strong, weak = self._wanted_lines(code, memory, live, text)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
-        wanted = snippets(code, tree, strong)
+        cutter = Cutter(code, tree)
+        wanted = cutter.cut(strong)
         first = {s.first_line for s in wanted}
-        wanted += [s for s in snippets(code, tree, weak - strong) if s.first_line not in first]
+        wanted += [s for s in cutter.cut(weak - strong) if s.first_line not in first]
         unfinished: list[Snippet] = wanted[MAX_SNIPPETS:]
         wanted = sorted(wanted[:MAX_SNIPPETS], key=lambda s: s.first_line)
         done: set[int] = set()
@@ -353,7 +354,7 @@ class Analyzer:
                 done.add(snip.first_line)
                 if not self._visit(snip, scanner, index, facts, line_map):
                     unfinished.append(snip)
-            followed = self._follow_names(code, tree, facts, scanner, index, done, line_map)
+            followed = self._follow_names(code, cutter, facts, scanner, index, done, line_map)
             memory.sink_names.update(followed)
             scanner.finish()
         except OutOfTime:
@@ -419,7 +420,7 @@ class Analyzer:
     def _follow_names(
         self,
         code: str,
-        tree: ast.Module,
+        cutter: Cutter,
         facts: FactSet,
         scanner: PythonScanner,
         index: CellIndex,
@@ -431,7 +432,7 @@ class Analyzer:
         if not names:
             return names
         lines = keyword_lines(code, code.lower(), [word(n) for n in names])
-        for snip in snippets(code, tree, lines):
+        for snip in cutter.cut(lines):
             if snip.first_line in done:
                 continue
             tick()

@@ -231,8 +231,8 @@ def _alone(node: ast.AST, lines: list[str]) -> bool:
     """No other statement shares the statement's lines (`f(x); break`: the snippet is the
     whole line, and the line's last statement stands for it)."""
     first = lines[node.lineno - 1]  # type: ignore[attr-defined]
-    if first[: node.col_offset].strip():  # type: ignore[attr-defined]
-        return False
+    if first.encode()[: node.col_offset].strip():  # type: ignore[attr-defined]
+        return False  # (ast's columns count UTF-8 bytes)
     if isinstance(node, _HEADER_ONLY):
         return True  # (its header ends at its colon; its body starts on a later line)
     last = lines[(node.end_lineno or node.lineno) - 1]  # type: ignore[attr-defined]
@@ -291,22 +291,40 @@ class _ParamItems:
         return result
 
 
+class Cutter:
+    """Cuts one tree's statements into snippets. What it learns of the tree (its loops,
+    the item parameters of its functions, its moved-on indexes) is kept for every cut of
+    the same cell: the lines with a keyword, those with a marker, those a name leads to."""
+
+    def __init__(self, code: str, tree: ast.Module) -> None:
+        self.code, self.tree = code, tree
+        self.lines = code.split("\n")  # Python's lines (the code has Python's line ends)
+        self.endless: dict[int, bool] = {}
+        self.loops: dict[int, frozenset[str]] = {}
+        self.params = _ParamItems(code, tree, self.loops)
+        self._rotating: frozenset[str] | None = None
+
+    def cut(self, wanted: set[int]) -> list[Snippet]:
+        if not wanted:
+            return []
+        if self._rotating is None:
+            self._rotating = advanced_indexes(self.code)
+        seen: set[int] = set()
+        out: list[Snippet] = []
+        for line in sorted(wanted):
+            node, looped, items = _innermost(
+                self.tree.body, line, self.endless, self.loops, self.params
+            )
+            items |= self._rotating
+            if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
+                continue
+            if _inert(node) and _alone(node, self.lines):
+                continue
+            seen.add(node.lineno)  # type: ignore[attr-defined]
+            out.append(snippet_for(node, self.lines, looped, items))
+        out.sort(key=lambda s: s.first_line)
+        return out
+
+
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:
-    lines = code.split("\n")  # Python's lines (the code has Python's line ends)
-    seen: set[int] = set()
-    out: list[Snippet] = []
-    endless: dict[int, bool] = {}
-    loops: dict[int, frozenset[str]] = {}
-    params = _ParamItems(code, tree, loops)
-    rotating = advanced_indexes(code)
-    for line in sorted(wanted):
-        node, looped, items = _innermost(tree.body, line, endless, loops, params)
-        items |= rotating
-        if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
-            continue
-        if _inert(node) and _alone(node, lines):
-            continue
-        seen.add(node.lineno)  # type: ignore[attr-defined]
-        out.append(snippet_for(node, lines, looped, items))
-    out.sort(key=lambda s: s.first_line)
-    return out
+    return Cutter(code, tree).cut(wanted)

@@ -33,7 +33,7 @@ def test_control_the_cell_is_caught_without_a_fault(analyzer: Analyzer) -> None:
 def test_a_fault_in_the_deep_analysis_still_leaves_the_lines_read(
     analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deep, "snippets", broken)  # the statements to analyse in depth
+    monkeypatch.setattr(deep.Cutter, "cut", broken)  # the statements to analyse in depth
     findings = analyzer.check(CELL)
     error = [f for f in findings if f.rule == "analysis.error"]
     assert len(error) == 1 and "RuntimeError" in error[0].message
@@ -44,7 +44,7 @@ def test_a_fault_in_the_deep_analysis_still_leaves_the_lines_read(
 def test_a_fault_in_the_line_pass_too_still_records_the_error(
     analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(deep, "snippets", broken)
+    monkeypatch.setattr(deep.Cutter, "cut", broken)
     monkeypatch.setattr(linear.LinearPass, "__call__", broken)
     findings = analyzer.check(CELL)
     assert "analysis.error" in {f.rule for f in findings}
