@@ -348,13 +348,24 @@ class Analyzer:
         wanted = sorted(wanted[:MAX_SNIPPETS], key=lambda s: s.first_line)
         done: set[int] = set()
         timed_out = False
+        remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         try:
-            for snip in wanted:
-                tick()
-                done.add(snip.first_line)
-                if not self._visit(snip, scanner, index, facts, line_map):
-                    unfinished.append(snip)
+            visit = self._visitor(scanner, index, facts, line_map, done, unfinished)
+            visit(wanted)
             followed = self._follow_names(code, cutter, facts, scanner, index, done, line_map)
+            # then the lines of `not` parts, for the rules that match but for them
+            asked: set[str] = set()
+            rules = live if live is not None else self.engine.rule_unless_keywords
+            while not self.exhaustive:
+                unless = self.engine.unless_keywords(facts.facts + remembered, rules) - asked
+                if not unless:
+                    break
+                asked |= unless
+                keys = self.engine.present(unless, code.lower(), text)
+                later = cutter.cut(keyword_lines(code, code.lower(), keys))
+                wanted += later
+                visit(later)
+                followed += self._follow_names(code, cutter, facts, scanner, index, done, line_map)
             memory.sink_names.update(followed)
             scanner.finish()
         except OutOfTime:
@@ -368,7 +379,6 @@ class Analyzer:
                     lambda line: Anchor(line=_original(line_map, line)),
                     self.engine.wants_args,
                 )(s.node for s in unfinished if s.node is not None)
-        remembered = [Fact("import", name=m, remembered=True) for m in sorted(memory.imports)]
         findings = self._findings(facts.facts + remembered, source, code, line_map)
         if timed_out:  # (out of time after the statements: in decoded text, say)
             first = unfinished[0].first_line if unfinished else 1
@@ -384,6 +394,28 @@ class Analyzer:
             )
         findings.sort(key=lambda f: (f.line, f.column, f.rule))
         return _Result(findings, code, tree)
+
+    def _visitor(
+        self,
+        scanner: PythonScanner,
+        index: CellIndex,
+        facts: FactSet,
+        line_map: list[int],
+        done: set[int],
+        unfinished: list[Snippet],
+    ) -> Callable[[list[Snippet]], None]:
+        """Visits statements in order, each once (``done``: first lines visited), and
+        keeps those it could not finish."""
+
+        def visit(snippets: list[Snippet]) -> None:
+            for snip in snippets:
+                if snip.first_line not in done:
+                    tick()
+                    done.add(snip.first_line)
+                    if not self._visit(snip, scanner, index, facts, line_map):
+                        unfinished.append(snip)
+
+        return visit
 
     def _visit(
         self,
@@ -465,8 +497,7 @@ class Analyzer:
         lowered = source.lower()
         starts = line_starts(source)
         text = TextIndex(lowered)
-        keywords = {k for ks in self.engine.rule_line_keywords.values() for k in ks}
-        keywords = self.engine.present(keywords, lowered, text)
+        keywords = self.engine.present(self.engine.every_line_keyword(), lowered, text)
         wanted = keyword_lines(source, lowered, keywords, starts)
         wanted |= marker_lines(source, lowered, text.tokens, starts)
         wanted |= {n for n, line in enumerate(lines, start=1) if SHELL_ENTRY.match(line)}

@@ -331,6 +331,7 @@ def _value_text(value: Value) -> str | None:
 class Engine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._rules = {rule.id: rule for rule in policy.rules}
         self.rules_of_leaf: dict[int, list[Rule]] = defaultdict(list)
         self.imports: dict[str, list[Leaf]] = defaultdict(list)
         self.calls: dict[str, list[Leaf]] = defaultdict(list)
@@ -362,17 +363,20 @@ class Engine:
         self.always_live: set[str] = set()
         self.gate_rules: dict[str, dict[str, list[str]]] = {g: defaultdict(list) for g in GATES}
         self.rule_line_keywords: dict[str, set[str]] = {}
+        self.rule_unless_keywords: dict[str, set[str]] = {}
         for rule in rules:
             requirement = _requirement(rule.match)
             # lines worth a deep look; argument fragments ("-o") of shell leaves only count
             # on lines that reach a shell, which the markers select anyway
-            self.rule_line_keywords[rule.id] = {
-                k
-                for leaf in _leaves(rule.match)
-                if leaf.kind != "connect"
-                for k in leaf.keywords
-                if not _generic(leaf.kind, k)
-            }
+            # (the keywords of `not` parts apart: their lines matter only once the rest
+            # of the rule has matched, see ``unless_keywords``)
+            keys: tuple[set[str], set[str]] = (set(), set())
+            for leaf, negated in _signed_leaves(rule.match):
+                if leaf.kind != "connect":
+                    keys[negated].update(k for k in leaf.keywords if not _generic(leaf.kind, k))
+            self.rule_line_keywords[rule.id] = keys[False]
+            if keys[True] - keys[False]:
+                self.rule_unless_keywords[rule.id] = keys[True] - keys[False]
             if requirement is None:
                 self.always_live.add(rule.id)
                 continue
@@ -381,7 +385,7 @@ class Engine:
                     gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
                     self.gate_rules[gate][keyword].append(rule.id)
         # every line keyword as plain text: which of them a cell holds at all (see ``present``)
-        self.line_texts = {bare(k) for ks in self.rule_line_keywords.values() for k in ks}
+        self.line_texts = {bare(k) for k in self.every_line_keyword()}
         # 'all' rules: every part's keywords must show, not only the most selective part's
         parts = {r.id: _conjunct_parts(r.match) for r in rules if r.id not in self.always_live}
         # one scanner for every keyword the prefilter asks about: a cell is read once for all
@@ -404,6 +408,26 @@ class Engine:
                     check if isinstance(check, tuple) else KeywordIndex(check, self.scanner)
                     for check in checks
                 ]
+
+    def every_line_keyword(self) -> set[str]:
+        """The line keywords of every rule, `not` parts included."""
+        every = {k for ks in self.rule_line_keywords.values() for k in ks}
+        return every.union(*self.rule_unless_keywords.values())
+
+    def unless_keywords(self, facts: list[Fact], rule_ids: Iterable[str]) -> set[str]:
+        """The keywords of the `not` parts of those of ``rule_ids`` that match ``facts``
+        when their `not` parts are taken as true: only for those can the lines of a `not`
+        part change the outcome (sound: a fact can only make `not` false, and the rest of
+        a rule needs its own keywords, whose lines were read first)."""
+        wanted = [r for r in rule_ids if r in self.rule_unless_keywords]
+        if not wanted:
+            return set()
+        hits = self.leaf_hits(sorted(facts, key=_place))
+        found: set[str] = set()
+        for rule_id in wanted:
+            if _evaluate(self._rules[rule_id].match, hits, lenient=True) is not None:
+                found |= self.rule_unless_keywords[rule_id]
+        return found
 
     def present(self, keywords: Iterable[str], lowered: str, text: TextIndex) -> set[str]:
         """The keywords that can mark a line of ``lowered`` (``text``: its words): a rule's
@@ -788,19 +812,33 @@ def _leaves(matcher: Matcher) -> Iterable[Leaf]:
 _TRUE = Fact("none")
 
 
-def _evaluate(matcher: Matcher, hits: dict[int, Fact]) -> Fact | None:
-    """The fact that locates a match of ``matcher``, or None when it does not match."""
+def _signed_leaves(matcher: Matcher, negated: bool = False) -> Iterable[tuple[Leaf, bool]]:
+    """Each leaf, and whether it stands under a `not`."""
+    if isinstance(matcher, Leaf):
+        yield matcher, negated
+    else:
+        for child in matcher.children:
+            yield from _signed_leaves(child, negated or matcher.op == "not")
+
+
+def _evaluate(matcher: Matcher, hits: dict[int, Fact], lenient: bool = False) -> Fact | None:
+    """The fact that locates a match of ``matcher``, or None when it does not match;
+    ``lenient``: every `not` part taken as true (a match then is only a may-match)."""
     if isinstance(matcher, Leaf):
         return hits.get(matcher.index)
     assert isinstance(matcher, Combinator)
     if matcher.op == "not":
+        if lenient:
+            return _TRUE
         return None if _evaluate(matcher.children[0], hits) is not None else _TRUE
     if matcher.op == "any":
-        found_any = [f for f in (_evaluate(c, hits) for c in matcher.children) if f is not None]
+        found_any = [
+            f for f in (_evaluate(c, hits, lenient) for c in matcher.children) if f is not None
+        ]
         return min(found_any, key=_rank) if found_any else None
     located: Fact | None = None
     for child in matcher.children:
-        found = _evaluate(child, hits)
+        found = _evaluate(child, hits, lenient)
         if found is None:
             return None
         if found is not _TRUE and (located is None or _rank(found) < _rank(located)):

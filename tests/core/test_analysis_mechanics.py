@@ -256,3 +256,39 @@ def test_an_import_again_in_a_later_cell_is_flagged_again(analyzer: Analyzer) ->
     first = [(f.rule, f.line) for f in session.check(cell)]
     again = [(f.rule, f.line) for f in session.check(cell)]
     assert first == again == [("tor-import", 2)]
+
+
+def test_not_parts_are_read_once_the_rest_of_the_rule_matches(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The lines of a rule's `not` part are visited only when the rest of the rule has
+    matched; then the `not` part is decided as if every line had been read."""
+    analyzer = analyzer_of(
+        tmp_path_factory,
+        [
+            rule(
+                "push",
+                "      all:\n        - call: {name: [net.send]}\n"
+                "        - not: {string: 'quietmirror'}",
+            )
+        ],
+    )
+    exhaustive = Analyzer(analyzer.policy, exhaustive=True)
+    visited: list[int] = []
+    visit = analyzer._visit
+
+    def spy(snip, *args):  # type: ignore[no-untyped-def]
+        visited.append(snip.first_line)
+        return visit(snip, *args)
+
+    analyzer._visit = spy  # type: ignore[method-assign]
+    quiet = "import net\nhost = 'quietmirror.example'\nnet.send(host)\n"
+    loud = "import net\nother = 'elsewhere.example'\nnet.send(other)\n"
+    unused = "import net\nhost = 'quietmirror.example'\nprint(host)\n"
+    assert hits(exhaustive, quiet) == set() and hits(exhaustive, loud) == {"push"}
+    assert hits(analyzer, quiet) == set()  # the `not` line was read: no finding
+    assert 2 in visited
+    assert hits(analyzer, loud) == {"push"}
+    visited.clear()
+    assert hits(analyzer, unused) == hits(exhaustive, unused) == set()
+    assert 2 not in visited  # net.send is not called: the `not` line is never parsed

@@ -180,7 +180,7 @@ def test_joined_search_agrees_for_every_leaf_of_the_default_policy() -> None:
 # -- keyword lines over the keywords a cell holds ------------------------------------------
 def test_present_keywords_mark_the_same_lines() -> None:
     engine = ANALYZER.engine
-    every = {k for ks in engine.rule_line_keywords.values() for k in ks}
+    every = engine.every_line_keyword()
     marked = 0
     for cell in CELLS:
         lowered = cell.lower()
@@ -223,7 +223,7 @@ def test_keyword_index_finds_what_a_plain_search_finds_in_long_texts() -> None:
 
 def test_present_keywords_mark_the_same_lines_in_long_cells() -> None:
     engine = ANALYZER.engine
-    every = {k for ks in engine.rule_line_keywords.values() for k in ks}
+    every = engine.every_line_keyword()
     for cell in _long_cells():
         lowered = cell.lower()
         kept = engine.present(every, lowered, TextIndex(lowered))
@@ -251,7 +251,7 @@ def _plain_keyword_lines(cell: str, keywords: set[str]) -> set[int]:
 
 
 def test_keyword_lines_are_the_lines_a_plain_search_finds() -> None:
-    every = {k for ks in ANALYZER.engine.rule_line_keywords.values() for k in ks}
+    every = ANALYZER.engine.every_line_keyword()
     # a word keyword inside a longer word at the same place as a substring keyword
     tricky = {"\\bpass\\b", "pas", "\\bxmrig\\b", "stratum+", "\\bos\\b"}
     cells = [c for c in CELLS if c.isascii()] + [
