@@ -24,10 +24,7 @@ _BIND = re.compile(
 )
 WORDS_AFTER = 8  # resolve_local questions a cell answers the plain way before reading its words
 _WORD_RUN = re.compile(r"\w+")
-# Mentions of names are searched one by one (each raw occurrence costs about a tenth of
-# what one position costs the whole-cell index) until they have cost about as much as the
-# index would: then every binding of the cell is indexed at once.
-MENTIONS_PER_CHAR = 1 / 8
+MAX_MENTIONS = 100  # a name found more often: index every binding of the cell at once
 PARSE_BUDGET = 32  # statements one cell may parse to resolve names; past it, names stay unknown
 # A binding worth parsing: it imports, holds a literal, touches a marked construct, or makes
 # an instance of a library class (`s = socket.socket(...)`, `with requests.Session() as s`:
@@ -54,7 +51,6 @@ class CellIndex:
         self._budget = PARSE_BUDGET
         self._index: dict[str, list[int]] | None = None  # every name, when built
         self._by_name: dict[str, list[int]] = {}
-        self._mentions_left = 100 + int(len(code) * MENTIONS_PER_CHAR)
         self._rows: list[str] | None = None
         self._starts = line_starts(code)
         self._asked = 0  # resolve_local questions
@@ -140,18 +136,21 @@ class CellIndex:
 
     def _binding_lines(self, name: str) -> list[int]:
         """Lines that may bind ``name``. Few names are ever asked for, so each is looked up
-        on its own (lines that mention it, confirmed with _BIND); once the names asked for
-        have been mentioned very often, one regex pass over the whole cell indexes all."""
+        on its own (lines that mention it, confirmed with _BIND); a name on very many lines
+        falls back to one regex pass over the whole cell."""
         found = self._by_name.get(name)
         if found is not None:
             return found
         if self._index is not None:
             return self._index.get(name, [])
-        self._mentions_left -= self.code.count(name)  # C-speed count of raw occurrences
-        if self._mentions_left < 0:
+        lines = (
+            _mentions(self.code, name, self._starts)
+            if self.code.count(name) <= MAX_MENTIONS  # C-speed count of raw occurrences
+            else None
+        )
+        if lines is None:
             self._index = _all_bindings(self.code, self._starts)
             return self._index.get(name, [])
-        lines = _mentions(self.code, name, self._starts)
         if self._rows is None:  # the lines _BIND's `^` sees, as line_starts counts them
             self._rows = self.code.split("\n")
         rows = self._rows
