@@ -14,7 +14,7 @@ from ..policy.keywords import bare
 from ..policy.model import Combinator, Leaf, Matcher, Policy, Rule
 from ..policy.regex import Regex, RegexError, compile_regex
 from .facts import UNKNOWN, Fact, Value
-from .loops import ENDLESS_TEXT  # covers every loop locate.py calls endless
+from .loops import COUNTED, ENDLESS_TEXT  # covers every loop locate.py calls endless
 from .repos import repository
 
 _TOKEN = re.compile(r"[a-z0-9_]+")
@@ -507,6 +507,8 @@ class Engine:
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
         if leaf.looped and not fact.anchor.looped:
             return False
+        if leaf.looped and fact.anchor.looped == COUNTED and fact.guessed:
+            return False  # a loop counted far that sends each item once: a crawl, not a flood
         if leaf.guessed is not None and not any(leaf.guessed.search(k) for k in fact.guessed):
             return False
         for index, pattern in leaf.args:

@@ -20,7 +20,7 @@ class Anchor:
     module: cst.Module | None = None  # the snippet the node belongs to
     base: int = 0  # lines of the transformed cell above the snippet
     indent: int = 0  # columns the snippet was dedented by
-    looped: bool = False  # the code runs inside an endless loop
+    looped: int = 0  # the code runs inside an endless loop (loops.FOREVER or COUNTED)
 
 
 @dataclass(slots=True)

@@ -16,7 +16,10 @@ from itertools import accumulate
 
 from ..policy.keywords import bare
 from .guesses import advanced_indexes, item_arguments, loop_items, names_from
-from .loops import ENDLESS_TEXT  # noqa: F401 (kept importable from here)
+from .loops import (
+    ENDLESS_TEXT,  # noqa: F401 (kept importable from here)
+    FOREVER,
+)
 from .loops import endless as _endless
 
 _BODY_FIELDS = ("body", "handlers", "orelse", "finalbody")  # a match is kept whole
@@ -27,7 +30,7 @@ class Snippet:
     first_line: int  # 1-based line of the transformed cell where the snippet starts
     text: str  # dedented, parsable on its own
     indent: int = 0  # columns removed by the dedent
-    looped: bool = False  # inside an endless loop
+    looped: int = 0  # inside an endless loop (loops.FOREVER or COUNTED)
     node: ast.AST | None = field(default=None, compare=False)  # the statement (Python's ast)
     items: frozenset[str] = frozenset()  # names holding an enclosing `for` loop's item
 
@@ -88,10 +91,10 @@ ParamItems = Callable[[ast.FunctionDef | ast.AsyncFunctionDef], frozenset[str]]
 def _innermost(
     statements: list[ast.stmt],
     line: int,
-    endless: dict[int, bool] | None,
+    endless: dict[int, int] | None,
     loops: dict[int, frozenset[str]] | None,
     params: ParamItems | None = None,
-) -> tuple[ast.AST | None, bool, frozenset[str]]:
+) -> tuple[ast.AST | None, int, frozenset[str]]:
     """The innermost statement (or except handler) whose lines contain ``line``, whether it
     sits in an endless loop (the loop's own header counts), and the names that hold an
     enclosing `for` loop's item there. ``endless`` and ``loops``: what is known of the
@@ -99,7 +102,7 @@ def _innermost(
     not looked at. Each level is a binary search over a body list in source order:
     O(depth * log n)."""
     found: ast.AST | None = None
-    looped = False
+    looped = 0
     items: frozenset[str] = frozenset()
     bodies: list[list[ast.AST]] = [statements]  # type: ignore[list-item]
     while bodies:
@@ -112,11 +115,11 @@ def _innermost(
         if node is None:
             break
         found = node
-        if endless is not None and not looped:  # a loop's body is walked once per tree
+        if endless is not None and looped < FOREVER:  # a loop's body is walked once per tree
             known = endless.get(id(node))
             if known is None:
                 known = endless[id(node)] = _endless(node)
-            looped = known
+            looped = max(looped, known)
         if loops is not None and isinstance(node, ast.For | ast.AsyncFor):
             if node.body and node.body[0].lineno <= line:  # in the body, where items are bound
                 names = loops.get(id(node))
@@ -168,7 +171,7 @@ def _prefix(node: ast.AST, first: str) -> str:
 
 
 def snippet_for(
-    node: ast.AST, lines: list[str], looped: bool = False, items: frozenset[str] = frozenset()
+    node: ast.AST, lines: list[str], looped: int = 0, items: frozenset[str] = frozenset()
 ) -> Snippet:
     """Source of a statement; for a compound statement only its header, with `pass`."""
     start = _lineno(node)
@@ -299,7 +302,7 @@ class Cutter:
     def __init__(self, code: str, tree: ast.Module) -> None:
         self.code, self.tree = code, tree
         self.lines = code.split("\n")  # Python's lines (the code has Python's line ends)
-        self.endless: dict[int, bool] = {}
+        self.endless: dict[int, int] = {}
         self.loops: dict[int, frozenset[str]] = {}
         self.params = _ParamItems(code, tree, self.loops)
         self._rotating: frozenset[str] | None = None

@@ -13,7 +13,10 @@ ENDLESS_TEXT = (
     re.compile(r"cycle[\s\\]*\("),
     re.compile(r"repeat[\s\\]*\("),
     re.compile(r"iter[\s\\]*\("),
+    re.compile(r"range[\s\\]*\("),  # counted far (see _long_range)
+    re.compile(r"while[\s(\\]*[\w.][\w.\s]*[\s)\\]*[<!]"),  # (see _counts_far)
 )
+MANY = 1000  # a loop counted this far repeats like a flood, not like a retry or a batch
 # A constructor called with no argument, and what it returns: `iter(int, 1)` never stops,
 # since int() is always 0.
 _CONSTANT_CALLS: dict[str, object] = {
@@ -30,17 +33,62 @@ _CONSTANT_CALLS: dict[str, object] = {
 }
 
 
-def endless(node: ast.AST) -> bool:
-    """`while True` / `while 1` / `while not False`, or `for` over an iterator that never
-    runs out (`itertools.count()`, `cycle()`, `repeat(x)` without a count, `iter(int, 1)`),
-    that no `break` or `return` of its own body ends (a worker that stops is not endless)."""
+FOREVER = 2  # `while True`, `itertools.count()`: never ends by itself
+COUNTED = 1  # counted far: `range(100000)`, `while sent < 5000`, a count the user types in
+
+
+def endless(node: ast.AST) -> int:
+    """FOREVER: `while True` / `while 1` / `while not False`, or `for` over an iterator that
+    never runs out (`itertools.count()`, `cycle()`, `repeat(x)` without a count,
+    `iter(int, 1)`); COUNTED: a loop counted to a number that is huge or typed in by the
+    user (`for _ in range(100000)`, `while sent < 5000`, `range(int(input("how many? ")))`);
+    0 otherwise, and for a loop that a `break` or `return` of its own body ends (a worker
+    that stops is not endless)."""
     if isinstance(node, ast.While):
-        forever = _always_true(node.test) and not node.orelse
+        if node.orelse:
+            return 0
+        kind = FOREVER if _always_true(node.test) else COUNTED * _counts_far(node.test)
     elif isinstance(node, ast.For | ast.AsyncFor):
-        forever = endless_iterator(node.iter)
+        kind = FOREVER if endless_iterator(node.iter) else COUNTED * _long_range(node.iter)
     else:
+        return 0
+    return kind if kind and not _exits(node.body) else 0
+
+
+def _far(node: ast.expr) -> bool:
+    """A count of at least MANY, or one the user types in (`int(input())`)."""
+    if isinstance(node, ast.Constant):
+        return type(node.value) is int and node.value >= MANY
+    return any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "input"
+        for n in ast.walk(node)
+    )
+
+
+def _long_range(node: ast.expr) -> bool:
+    """`range(N)` / `range(a, N[, step])` with N far (see ``_far``)."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
         return False
-    return forever and not _exits(node.body)
+    if node.func.id != "range" or not 1 <= len(node.args) <= 3 or node.keywords:
+        return False
+    if len(node.args) == 1:
+        return _far(node.args[0])
+    numbers = [a.value for a in node.args if isinstance(a, ast.Constant)]
+    if len(numbers) == len(node.args) and all(type(n) is int for n in numbers):
+        start, stop, step = (*numbers, 1)[:3]
+        return step != 0 and len(range(start, stop, step)) >= MANY
+    return _far(node.args[1])
+
+
+def _counts_far(test: ast.expr) -> bool:
+    """`while n < N` / `while n <= N` / `while n != N` with N far."""
+    return (
+        isinstance(test, ast.Compare)
+        and len(test.ops) == 1
+        and isinstance(test.ops[0], ast.Lt | ast.LtE | ast.NotEq)
+        and isinstance(test.left, ast.Name | ast.Attribute)
+        and _far(test.comparators[0])
+    )
 
 
 def _always_true(test: ast.expr) -> bool:

@@ -93,7 +93,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         self.module: cst.Module | None = None  # the snippet being visited
         self.base = 0
         self.indent = 0
-        self.looped = False
+        self.looped = 0  # loops.FOREVER or COUNTED: inside an endless loop
         self.items: frozenset[str] = frozenset()  # names holding an enclosing loop's item
         self.expanding: frozenset[str] = frozenset()  # wrappers being expanded (no recursion)
         # the folder and the shell scanner call back through a weak reference: a scanner
@@ -204,7 +204,7 @@ class PythonScanner(MagicsMixin, cst.CSTVisitor):
         module: cst.Module,
         base: int = 0,
         indent: int = 0,
-        looped: bool = False,
+        looped: int = 0,
         items: frozenset[str] = frozenset(),
     ) -> None:
         self.module, self.base, self.indent, self.looped = module, base, indent, looped

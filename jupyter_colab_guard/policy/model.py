@@ -29,7 +29,8 @@ class Leaf:
     pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
     kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
-    looped: bool = False  # call: only inside an endless loop (while True, itertools.count)
+    looped: bool = False  # call: only inside an endless loop (while True, itertools.count,
+    # or counted far, e.g. range(100000), with no argument taken from the loop's item)
     guessed: Regex | None = None  # call: an argument that is a `for` loop's item, by name
     ports: tuple[int, ...] = ()  # connect ports
     minimum: int = 1  # binary: distinct signatures (names) a file must hold

@@ -111,6 +111,18 @@ def test_looped_call_not_outside_endless_loops(analyzer: Analyzer, cell: str) ->
     assert "flood" not in hits(analyzer, cell)
 
 
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "import net\nfor i in range(5000):\n    net.send(i)",  # each item once: a crawl
+        "import net\nfor page in range(1, 3000):\n    net.send(url, page=page)",
+    ],
+)
+def test_loop_counted_far_over_its_items_is_not_endless(analyzer: Analyzer, cell: str) -> None:
+    assert "flood" not in hits(analyzer, cell)
+    assert "flood" in hits(analyzer, cell.replace("range(", "itertools.count(").replace("5000", ""))
+
+
 def test_given_argument_matches_dot_star_even_when_not_literal(analyzer: Analyzer) -> None:
     assert hits(analyzer, "import vault\nvault.open('db', password=word)") == {"given"}
     assert hits(analyzer, "import vault\nvault.open('db', password='hunter2')") == {

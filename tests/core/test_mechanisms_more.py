@@ -182,14 +182,27 @@ ENDLESS_LOOPS = [
     "while not False:",
     "while not 0:",
     "while 'forever':",
+    "for _ in range(100000):",  # counted far
+    "for i in range(1, 5001):",
+    "for _ in range(int(input('How many? '))):",
+    "while sent < 5000:",
+    "while (self.sent) <= 1000:",
+    "while n != int(input()):",
 ]
-NEW_ENDLESS = [h for h in ENDLESS_LOOPS if "repeat" in h or "iter(" in h or "not" in h]
+NEW_ENDLESS = [
+    h for h in ENDLESS_LOOPS if any(w in h for w in ("repeat", "iter(", "not", "range", "sent"))
+]
 FINITE_LOOPS = [
     "for _ in iter(int, 0):",  # int() is 0: stops at once
     "for _ in iter(f.readline, ''):",  # a reader: stops at the end of the file
     "for _ in itertools.repeat(None, 100):",
     "for _ in repeat(1, times=3):",
     "for _ in range(100):",
+    "for _ in range(999):",
+    "for _ in range(n):",
+    "for _ in range(5000, 5010):",
+    "while sent < limit:",
+    "while sent > 5000:",
     "while not done:",
     "while 0:",
 ]
