@@ -45,7 +45,7 @@ FROZEN = ("heldout", "fresh")
 # manifest.json: the first corpus (dev + frozen heldout); manifest_dev2.json: a second
 # development set collected blind later, for rule work; manifest_fresh.json: frozen;
 # manifest_dev3.json: a third development set
-DEFAULT_MANIFESTS = tuple(HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh", "_dev3"))
+DEFAULT_MANIFESTS = tuple(HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh", "_dev3", "_dev4"))
 
 
 @dataclass
