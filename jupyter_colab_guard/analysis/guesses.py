@@ -195,7 +195,8 @@ def _rotating_pick(node: cst.BaseExpression) -> bool:
 
 def guessed_arguments(call: cst.Call, names: frozenset[str], key_of: KeyOf) -> tuple[str, ...]:
     """Which arguments of ``call`` are the loop's item: positional ones by index ("0"),
-    keywords by name ("password"), and a literal dict's entries as "data.password"."""
+    keywords by name ("password"), a literal dict's entries as "data.password" and a
+    literal tuple's or list's as "args.0"."""
     found: list[str] = []
     position = 0
     for arg in call.args:
@@ -211,4 +212,8 @@ def guessed_arguments(call: cst.Call, names: frozenset[str], key_of: KeyOf) -> t
                     field = key_of(element.key)
                     if field:
                         found.append(f"{key}.{field}")
+        elif isinstance(arg.value, cst.Tuple | cst.List):  # `args=(i,)` of a thread
+            for index, element in enumerate(arg.value.elements):
+                if is_item(element.value, names):
+                    found.append(f"{key}.{index}")
     return tuple(found)

@@ -19,6 +19,8 @@ from .guesses import advanced_indexes, item_arguments, loop_items, names_from
 from .loops import (
     ENDLESS_TEXT,  # noqa: F401 (kept importable from here)
     FOREVER,
+    FarName,
+    far_names,
 )
 from .loops import endless as _endless
 
@@ -94,6 +96,7 @@ def _innermost(
     endless: dict[int, int] | None,
     loops: dict[int, frozenset[str]] | None,
     params: ParamItems | None = None,
+    far_name: FarName | None = None,
 ) -> tuple[ast.AST | None, int, frozenset[str]]:
     """The innermost statement (or except handler) whose lines contain ``line``, whether it
     sits in an endless loop (the loop's own header counts), and the names that hold an
@@ -118,7 +121,7 @@ def _innermost(
         if endless is not None and looped < FOREVER:  # a loop's body is walked once per tree
             known = endless.get(id(node))
             if known is None:
-                known = endless[id(node)] = _endless(node)
+                known = endless[id(node)] = _endless(node, far_name)
             looped = max(looped, known)
         if loops is not None and isinstance(node, ast.For | ast.AsyncFor):
             if node.body and node.body[0].lineno <= line:  # in the body, where items are bound
@@ -305,6 +308,7 @@ class Cutter:
         self.endless: dict[int, int] = {}
         self.loops: dict[int, frozenset[str]] = {}
         self.params = _ParamItems(code, tree, self.loops)
+        self.far_name = far_names(code)
         self._rotating: frozenset[str] | None = None
 
     def cut(self, wanted: set[int]) -> list[Snippet]:
@@ -316,7 +320,7 @@ class Cutter:
         out: list[Snippet] = []
         for line in sorted(wanted):
             node, looped, items = _innermost(
-                self.tree.body, line, self.endless, self.loops, self.params
+                self.tree.body, line, self.endless, self.loops, self.params, self.far_name
             )
             items |= self._rotating
             if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 
 # Text that every loop `endless` accepts contains (lower-cased): `while` then a literal or
 # `not`, or a call of count/cycle/repeat/iter. Literal-prefixed: fast scans (the prefilter).
@@ -15,8 +16,11 @@ ENDLESS_TEXT = (
     re.compile(r"iter[\s\\]*\("),
     re.compile(r"range[\s\\]*\("),  # counted far (see _long_range)
     re.compile(r"while[\s(\\]*[\w.][\w.\s]*[\s)\\]*[<!]"),  # (see _counts_far)
+    re.compile(r"while[\s(\\]*[\w.]+\(\)[\s)\\]*<"),  # `while time.time() < end`
 )
 MANY = 1000  # a loop counted this far repeats like a flood, not like a retry or a batch
+CLOCKS = frozenset({"time", "monotonic", "perf_counter", "now", "utcnow"})  # `time.time()`
+FarName = Callable[[str], bool]
 # A constructor called with no argument, and what it returns: `iter(int, 1)` never stops,
 # since int() is always 0.
 _CONSTANT_CALLS: dict[str, object] = {
@@ -37,58 +41,81 @@ FOREVER = 2  # `while True`, `itertools.count()`: never ends by itself
 COUNTED = 1  # counted far: `range(100000)`, `while sent < 5000`, a count the user types in
 
 
-def endless(node: ast.AST) -> int:
+def endless(node: ast.AST, far_name: FarName | None = None) -> int:
     """FOREVER: `while True` / `while 1` / `while not False`, or `for` over an iterator that
     never runs out (`itertools.count()`, `cycle()`, `repeat(x)` without a count,
     `iter(int, 1)`); COUNTED: a loop counted to a number that is huge or typed in by the
-    user (`for _ in range(100000)`, `while sent < 5000`, `range(int(input("how many? ")))`);
-    0 otherwise, and for a loop that a `break` or `return` of its own body ends (a worker
-    that stops is not endless)."""
+    user (`for _ in range(100000)`, `while sent < 5000`, `range(int(input("how many? ")))`,
+    also through a name ``far_name`` says is bound to such a number), or a loop that runs
+    until a clock reaches a time (`while time.time() < end`); 0 otherwise, and for a loop
+    that a `break` or `return` of its own body ends (a worker that stops is not endless)."""
     if isinstance(node, ast.While):
         if node.orelse:
             return 0
-        kind = FOREVER if _always_true(node.test) else COUNTED * _counts_far(node.test)
+        kind = FOREVER if _always_true(node.test) else COUNTED * _counts_far(node.test, far_name)
     elif isinstance(node, ast.For | ast.AsyncFor):
-        kind = FOREVER if endless_iterator(node.iter) else COUNTED * _long_range(node.iter)
+        far = _long_range(node.iter, far_name)
+        kind = FOREVER if endless_iterator(node.iter) else COUNTED * far
     else:
         return 0
     return kind if kind and not _exits(node.body) else 0
 
 
-def _far(node: ast.expr) -> bool:
+def _far(node: ast.expr, far_name: FarName | None = None) -> bool:
     """A count of at least MANY, or one the user types in (`int(input())`)."""
     if isinstance(node, ast.Constant):
         return type(node.value) is int and node.value >= MANY
+    if isinstance(node, ast.Name):
+        return far_name is not None and far_name(node.id)
     return any(
         isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "input"
         for n in ast.walk(node)
     )
 
 
-def _long_range(node: ast.expr) -> bool:
+def _long_range(node: ast.expr, far_name: FarName | None = None) -> bool:
     """`range(N)` / `range(a, N[, step])` with N far (see ``_far``)."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
         return False
     if node.func.id != "range" or not 1 <= len(node.args) <= 3 or node.keywords:
         return False
     if len(node.args) == 1:
-        return _far(node.args[0])
+        return _far(node.args[0], far_name)
     numbers = [a.value for a in node.args if isinstance(a, ast.Constant)]
     if len(numbers) == len(node.args) and all(type(n) is int for n in numbers):
         start, stop, step = (*numbers, 1)[:3]
         return step != 0 and len(range(start, stop, step)) >= MANY
-    return _far(node.args[1])
+    return _far(node.args[1], far_name)
 
 
-def _counts_far(test: ast.expr) -> bool:
-    """`while n < N` / `while n <= N` / `while n != N` with N far."""
-    return (
+def _counts_far(test: ast.expr, far_name: FarName | None = None) -> bool:
+    """`while n < N` / `while n <= N` / `while n != N` with N far, or `while time.time() <
+    end` (a loop that runs for a while, whatever its body does)."""
+    if not (
         isinstance(test, ast.Compare)
         and len(test.ops) == 1
         and isinstance(test.ops[0], ast.Lt | ast.LtE | ast.NotEq)
-        and isinstance(test.left, ast.Name | ast.Attribute)
-        and _far(test.comparators[0])
-    )
+    ):
+        return False
+    left = test.left
+    if isinstance(left, ast.Call) and not left.args and isinstance(left.func, ast.Attribute):
+        return left.func.attr in CLOCKS and isinstance(test.ops[0], ast.Lt | ast.LtE)
+    return isinstance(left, ast.Name | ast.Attribute) and _far(test.comparators[0], far_name)
+
+
+def far_names(code: str) -> FarName:
+    """Whether a name is bound, somewhere in ``code``, to a count that is far (a literal of
+    at least MANY, or an int of what the user types: `int(input(...))`, `int(ask_input(...))`);
+    one search per name asked."""
+    known: dict[str, bool] = {}
+
+    def far(name: str) -> bool:
+        if name not in known:
+            pattern = rf"^[ \t]*{re.escape(name)}[ \t]*=[ \t]*(?:int\([^\n]*input|\d{{4,}}\b)"
+            known[name] = re.search(pattern, code, re.MULTILINE) is not None
+        return known[name]
+
+    return far
 
 
 def _always_true(test: ast.expr) -> bool:

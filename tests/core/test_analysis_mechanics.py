@@ -123,6 +123,23 @@ def test_loop_counted_far_over_its_items_is_not_endless(analyzer: Analyzer, cell
     assert "flood" in hits(analyzer, cell.replace("range(", "itertools.count(").replace("5000", ""))
 
 
+@pytest.mark.parametrize(
+    ("cell", "flood"),
+    [
+        ("n = int(input('How many? '))\nfor _ in range(n):\n    net.send(x)", True),
+        ("N = 5000\nfor _ in range(N):\n    net.send(x)", True),
+        ("N = 50\nfor _ in range(N):\n    net.send(x)", False),
+        ("N = 5000\nwhile sent < N:\n    net.send(x)\n    sent += 1", True),
+        ("end = time.time() + 30\nwhile time.time() < end:\n    net.send(x)", True),
+        ("for i in range(5000):\n    net.send(x, args=(i,))", False),  # the item, in a tuple
+    ],
+)
+def test_loops_counted_far_through_a_name_or_run_until_a_time(
+    analyzer: Analyzer, cell: str, flood: bool
+) -> None:
+    assert ("flood" in hits(analyzer, f"import net, time\n{cell}")) is flood
+
+
 def test_given_argument_matches_dot_star_even_when_not_literal(analyzer: Analyzer) -> None:
     assert hits(analyzer, "import vault\nvault.open('db', password=word)") == {"given"}
     assert hits(analyzer, "import vault\nvault.open('db', password='hunter2')") == {

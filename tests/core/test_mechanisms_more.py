@@ -188,9 +188,13 @@ ENDLESS_LOOPS = [
     "while sent < 5000:",
     "while (self.sent) <= 1000:",
     "while n != int(input()):",
+    "while time.time() < end:",  # runs for a while
+    "while (time.monotonic()) <= deadline:",
 ]
 NEW_ENDLESS = [
-    h for h in ENDLESS_LOOPS if any(w in h for w in ("repeat", "iter(", "not", "range", "sent"))
+    h
+    for h in ENDLESS_LOOPS
+    if any(w in h for w in ("repeat", "iter(", "not", "range", "sent", "time"))
 ]
 FINITE_LOOPS = [
     "for _ in iter(int, 0):",  # int() is 0: stops at once
@@ -203,6 +207,7 @@ FINITE_LOOPS = [
     "for _ in range(5000, 5010):",
     "while sent < limit:",
     "while sent > 5000:",
+    "while time.time() > end:",
     "while not done:",
     "while 0:",
 ]
