@@ -70,37 +70,45 @@ class NotebookPage:
         cell = self.cell(index)
         self.close_guard_dialogs()
         for attempt in range(2):
-            self.accept_kernel_dialog()
+            # a run clicked while JupyterLab asked for a kernel waits behind the question
+            # and goes ahead once it is answered: then it has started, do not click again
+            if self.accept_kernel_dialog() and attempt and self._started(cell):
+                return
             cell.locator(".jp-InputPrompt").click()
             self.page.wait_for_function(
                 "el => el.classList.contains('jp-mod-active')", arg=cell.element_handle()
             )
             self.page.locator(RUN_BUTTON).first.click()
-            try:
-                # (a verdict can take a while on a loaded machine: a retry that clicks while
-                # the guard's dialog opens is refused by the dialog, so wait for one long)
-                self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=20_000)
+            if self._started(cell):
                 return
-            except Exception:
-                if self.guard_dialog().count() or cell.locator(OUTPUT).count():
-                    return  # it started, slowly (a refusal leaves the prompt "[ ]:")
-                print(f"run_cell({index}): nothing started, retrying")
-                self.shot(f"retry-{index}")
-                if attempt:
-                    raise
+            print(f"run_cell({index}): nothing started, retrying")
+            self.shot(f"retry-{index}")
+            if attempt:
+                raise TimeoutError(f"cell {index} did not start")
 
-    def accept_kernel_dialog(self) -> None:
+    def _started(self, cell: Any) -> bool:
+        """Whether the cell was sent (see STARTED), waiting up to 20 s: a verdict can take a
+        while on a loaded machine, and a retry that clicks while the guard's dialog opens
+        is refused by the dialog."""
+        try:
+            self.page.wait_for_function(STARTED, arg=cell.element_handle(), timeout=20_000)
+            return True
+        except Exception:  # it may have started slowly (a refusal leaves the prompt "[ ]:")
+            return bool(self.guard_dialog().count() or cell.locator(OUTPUT).count())
+
+    def accept_kernel_dialog(self) -> bool:
         """JupyterLab sometimes asks "Select Kernel" when a click races its session start-up
         (seen on a slow CI machine): keep the preferred kernel, as a user would, and wait
         until it is connected again."""
         dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
         if dialog.count() == 0:
-            return
+            return False
         print("accepting JupyterLab's Select Kernel dialog")
         dialog.locator(".jp-mod-accept").first.click()
         dialog.first.wait_for(state="detached")
         self.page.wait_for_function(KERNEL_CONNECTED, polling=250)
         self.wait_idle()
+        return True
 
     def output_locator(self, index: int) -> Any:
         return self.cell(index).locator(".jp-OutputArea")
