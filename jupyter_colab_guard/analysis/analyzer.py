@@ -361,8 +361,9 @@ class Analyzer:
                 if not unless:
                     break
                 asked |= unless
-                keys = self.engine.present(unless, code.lower(), text)
-                later = cutter.cut(keyword_lines(code, code.lower(), keys))
+                keys = self.engine.present(unless, text.lowered, text)
+                lines = keyword_lines(code, text.lowered, keys)
+                later = [s for s in cutter.cut(lines) if s.first_line not in done]
                 wanted += later
                 visit(later)
                 followed += self._follow_names(code, cutter, facts, scanner, index, done, line_map)

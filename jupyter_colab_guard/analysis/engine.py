@@ -331,7 +331,6 @@ def _value_text(value: Value) -> str | None:
 class Engine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._rules = {rule.id: rule for rule in policy.rules}
         self.rules_of_leaf: dict[int, list[Rule]] = defaultdict(list)
         self.imports: dict[str, list[Leaf]] = defaultdict(list)
         self.calls: dict[str, list[Leaf]] = defaultdict(list)
@@ -385,7 +384,9 @@ class Engine:
                     gate = "shell" if _generic(kind, keyword) else GATE_OF[kind]
                     self.gate_rules[gate][keyword].append(rule.id)
         # every line keyword as plain text: which of them a cell holds at all (see ``present``)
-        self.line_texts = {bare(k) for k in self.every_line_keyword()}
+        every_line = {k for ks in self.rule_line_keywords.values() for k in ks}
+        self._every_line = frozenset(every_line.union(*self.rule_unless_keywords.values()))
+        self.line_texts = {bare(k) for k in self._every_line}
         # 'all' rules: every part's keywords must show, not only the most selective part's
         parts = {r.id: _conjunct_parts(r.match) for r in rules if r.id not in self.always_live}
         # one scanner for every keyword the prefilter asks about: a cell is read once for all
@@ -409,10 +410,9 @@ class Engine:
                     for check in checks
                 ]
 
-    def every_line_keyword(self) -> set[str]:
+    def every_line_keyword(self) -> frozenset[str]:
         """The line keywords of every rule, `not` parts included."""
-        every = {k for ks in self.rule_line_keywords.values() for k in ks}
-        return every.union(*self.rule_unless_keywords.values())
+        return self._every_line
 
     def unless_keywords(self, facts: list[Fact], rule_ids: Iterable[str]) -> set[str]:
         """The keywords of the `not` parts of those of ``rule_ids`` that match ``facts``
@@ -425,7 +425,7 @@ class Engine:
         hits = self.leaf_hits(sorted(facts, key=_place))
         found: set[str] = set()
         for rule_id in wanted:
-            if _evaluate(self._rules[rule_id].match, hits, lenient=True) is not None:
+            if _evaluate(self.policy.rules_by_id[rule_id].match, hits, lenient=True) is not None:
                 found |= self.rule_unless_keywords[rule_id]
         return found
 
@@ -505,10 +505,12 @@ class Engine:
     # -- leaf tests ------------------------------------------------------------
     @staticmethod
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
-        if leaf.looped and not fact.anchor.looped:
+        if leaf.looped and (
+            not fact.anchor.looped
+            # a loop counted far that sends each item once: a crawl, not a flood
+            or (fact.anchor.looped == COUNTED and fact.guessed)
+        ):
             return False
-        if leaf.looped and fact.anchor.looped == COUNTED and fact.guessed:
-            return False  # a loop counted far that sends each item once: a crawl, not a flood
         if leaf.guessed is not None and not any(leaf.guessed.search(k) for k in fact.guessed):
             return False
         for index, pattern in leaf.args:

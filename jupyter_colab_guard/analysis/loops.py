@@ -53,9 +53,10 @@ def endless(node: ast.AST, far_name: FarName | None = None) -> int:
         if node.orelse:
             return 0
         kind = FOREVER if _always_true(node.test) else COUNTED * _counts_far(node.test, far_name)
+    elif isinstance(node, ast.For | ast.AsyncFor) and endless_iterator(node.iter):
+        kind = FOREVER
     elif isinstance(node, ast.For | ast.AsyncFor):
-        far = _long_range(node.iter, far_name)
-        kind = FOREVER if endless_iterator(node.iter) else COUNTED * far
+        kind = COUNTED * _long_range(node.iter, far_name)
     else:
         return 0
     return kind if kind and not _exits(node.body) else 0
