@@ -18,14 +18,14 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from ..policy.keywords import word
-from ..policy.model import Identity, Policy, Rule
+from ..policy.model import Identity, Matcher, Policy, Rule
 from .budget import OutOfTime, tick, unlimited, within
 from .engine import Engine, TextIndex
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
 from .linear import LinearPass
-from .locate import Cutter, Snippet, keyword_lines, line_of, line_starts
+from .locate import Cutter, Snippet, keyword_lines, line_of, line_starts, lines_by_keyword
 from .markers import is_marked, marker_lines
 from .pyscan import Memory, PythonScanner
 from .resolve import CellIndex
@@ -56,6 +56,15 @@ class _Result:
     findings: list[Finding]
     code: str | None = None  # the code analysed and its tree, for the session's index
     tree: ast.Module | None = None
+
+
+@dataclass
+class Stages:
+    """Per rule whose parts must all match: the parts read, and those still unread with
+    their line keywords (cheapest first)."""
+
+    read: dict[str, list[Matcher]]
+    unread: dict[str, list[tuple[Matcher, frozenset[str]]]]
 
 
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
@@ -253,24 +262,40 @@ class Analyzer:
         return result
 
     def _wanted_lines(
-        self, code: str, memory: Memory, live: set[str] | None, text: TextIndex
+        self, code: str, memory: Memory, live: set[str] | None, text: TextIndex, stages: Stages
     ) -> tuple[set[int], set[int]]:
-        """Lines worth a deep look: (lines with a rule's keyword, lines with a marker);
-        ``text``: the words of the lower-cased code."""
+        """Lines worth a deep look first: (lines with a rule's keyword, lines with a marker);
+        ``text``: the words of the lower-cased code. Of a rule whose parts must all match,
+        only the part with the fewest lines is read first: ``stages`` keeps the others."""
         if self.exhaustive:
             return set(range(1, code.count("\n") + 2)), set()
         lowered = code.lower()
         words = text.tokens
         starts = line_starts(code)
         rules = self.engine.rule_line_keywords
+        chosen = live if live is not None else rules
         keywords: set[str] = set()
-        for rule_id in live if live is not None else rules:
+        for rule_id in chosen:
             keywords |= rules.get(rule_id, set())
         keywords = self.engine.present(keywords, lowered, text)
-        keywords |= {name.lower() for name in _memory_names(memory)}
-        keywords |= set(_env_refs(memory))
-        keywords |= {word(name.lower()) for name in memory.sink_names}
-        strong = keyword_lines(code, lowered, keywords, starts)
+        by_key = lines_by_keyword(code, lowered, keywords, starts)
+        strong: set[int] = set()
+        lines_of = lambda keys: set().union(*(by_key.get(k, ()) for k in keys))  # noqa: E731
+        for rule_id in chosen:
+            staged = self.engine.rule_parts.get(rule_id)
+            if staged is None:
+                strong |= lines_of(rules.get(rule_id, ()))
+                continue
+            strong |= lines_of(staged.whole)
+            for i, chain in enumerate(staged.chains):
+                ordered = sorted(chain, key=lambda part: len(lines_of(part[1])))
+                stages.read[f"{rule_id}/{i}"] = [ordered[0][0]]
+                stages.unread[f"{rule_id}/{i}"] = ordered[1:]
+                strong |= lines_of(ordered[0][1])
+        extra = {name.lower() for name in _memory_names(memory)}
+        extra |= set(_env_refs(memory))
+        extra |= {word(name.lower()) for name in memory.sink_names}
+        strong |= keyword_lines(code, lowered, extra, starts)
         if text.spread:  # a keyword split across literals: the lines where literals meet
             strong |= {line_of(starts, m.start()) for m in LITERAL_JOIN.finditer(code)}
         if text.marked is False:  # the gate's index: this code is the cell it found unmarked
@@ -337,7 +362,8 @@ class Analyzer:
         text.spread = tokens.spread
         if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
-        strong, weak = self._wanted_lines(code, memory, live, text)
+        stages = Stages({}, {})
+        strong, weak = self._wanted_lines(code, memory, live, text, stages)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
         cutter = Cutter(code, tree)
@@ -353,13 +379,17 @@ class Analyzer:
             visit = self._visitor(scanner, index, facts, line_map, done, unfinished)
             visit(wanted)
             followed = self._follow_names(code, cutter, facts, scanner, index, done, line_map)
-            # then the lines of `not` parts, for the rules that match but for them
+            # then the next part of the rules whose parts read so far match, and the lines
+            # of `not` parts for the rules that match but for them
             asked: set[str] = set()
             rules = live if live is not None else self.engine.rule_unless_keywords
             while not self.exhaustive:
-                unless = self.engine.unless_keywords(facts.facts + remembered, rules) - asked
-                if not unless:
+                found = facts.facts + remembered
+                parts = self.engine.next_parts(found, stages.read, stages.unread)
+                unless = self.engine.unless_keywords(found, rules) - asked
+                if parts is None and not unless:
                     break
+                unless |= parts or set()
                 asked |= unless
                 keys = self.engine.present(unless, text.lowered, text)
                 lines = keyword_lines(code, text.lowered, keys)

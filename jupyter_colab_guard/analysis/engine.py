@@ -6,6 +6,7 @@ import bisect
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import accumulate
 
 import re2
@@ -328,6 +329,15 @@ def _value_text(value: Value) -> str | None:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Staged:
+    """A rule read in stages: the line keywords of alternatives read at once, and the
+    alternatives whose parts must all match, as lists of (part, its line keywords)."""
+
+    whole: frozenset[str]
+    chains: list[list[tuple[Matcher, frozenset[str]]]]
+
+
 class Engine:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -363,19 +373,22 @@ class Engine:
         self.gate_rules: dict[str, dict[str, list[str]]] = {g: defaultdict(list) for g in GATES}
         self.rule_line_keywords: dict[str, set[str]] = {}
         self.rule_unless_keywords: dict[str, set[str]] = {}
+        # the positive parts of a top-level `all` (or of an `all` under a top-level `any`),
+        # each with its line keywords: read one after another (see ``next_parts``)
+        self.rule_parts: dict[str, Staged] = {}
         for rule in rules:
             requirement = _requirement(rule.match)
             # lines worth a deep look; argument fragments ("-o") of shell leaves only count
             # on lines that reach a shell, which the markers select anyway
             # (the keywords of `not` parts apart: their lines matter only once the rest
             # of the rule has matched, see ``unless_keywords``)
-            keys: tuple[set[str], set[str]] = (set(), set())
-            for leaf, negated in _signed_leaves(rule.match):
-                if leaf.kind != "connect":
-                    keys[negated].update(k for k in leaf.keywords if not _generic(leaf.kind, k))
+            keys = _line_keys(rule.match)
             self.rule_line_keywords[rule.id] = keys[False]
             if keys[True] - keys[False]:
                 self.rule_unless_keywords[rule.id] = keys[True] - keys[False]
+            staged = _staged_parts(rule.match)
+            if staged is not None:
+                self.rule_parts[rule.id] = staged
             if requirement is None:
                 self.always_live.add(rule.id)
                 continue
@@ -427,6 +440,30 @@ class Engine:
         for rule_id in wanted:
             if _evaluate(self.policy.rules_by_id[rule_id].match, hits, lenient=True) is not None:
                 found |= self.rule_unless_keywords[rule_id]
+        return found
+
+    def next_parts(
+        self,
+        facts: list[Fact],
+        read: dict[str, list[Matcher]],
+        unread: dict[str, list[tuple[Matcher, frozenset[str]]]],
+    ) -> set[str] | None:
+        """The line keywords of the next unread part of each staged rule whose parts read so
+        far all match ``facts`` (leniently: `not` parts taken as true); that part moves from
+        ``unread`` to ``read``; None when no part moved. Sound: a part that does not match
+        on the lines of its own keywords cannot make its rule match, so the rule's other
+        lines are not needed."""
+        hits: dict[int, Fact] | None = None
+        found: set[str] | None = None
+        for rule_id, rest in unread.items():
+            if not rest:
+                continue
+            if hits is None:
+                hits = self.leaf_hits(sorted(facts, key=_place))
+            if all(_evaluate(part, hits, lenient=True) is not None for part in read[rule_id]):
+                part, keywords = rest.pop(0)
+                read[rule_id].append(part)
+                found = keywords | (found or set())
         return found
 
     def present(self, keywords: Iterable[str], lowered: str, text: TextIndex) -> set[str]:
@@ -814,6 +851,41 @@ def _leaves(matcher: Matcher) -> Iterable[Leaf]:
 
 
 _TRUE = Fact("none")
+
+
+def _line_keys(matcher: Matcher) -> tuple[set[str], set[str]]:
+    """The line keywords of a matcher's leaves: (outside `not` parts, inside them).
+    Argument fragments ("-o") of shell leaves only count on lines that reach a shell,
+    which the markers select anyway; a connect always stands on a marked line."""
+    keys: tuple[set[str], set[str]] = (set(), set())
+    for leaf, negated in _signed_leaves(matcher):
+        if leaf.kind != "connect":
+            keys[negated].update(k for k in leaf.keywords if not _generic(leaf.kind, k))
+    return keys
+
+
+def _staged_parts(matcher: Matcher) -> Staged | None:
+    """A rule's alternatives that are an `all` of several positive parts, each part with
+    its line keywords, and the line keywords of the other alternatives (read whole);
+    None when the rule has no such alternative."""
+    alternatives = [matcher]
+    if isinstance(matcher, Combinator) and matcher.op == "any":
+        alternatives = list(matcher.children)
+    whole: set[str] = set()
+    chains: list[list[tuple[Matcher, frozenset[str]]]] = []
+    for alternative in alternatives:
+        parts = []
+        if isinstance(alternative, Combinator) and alternative.op == "all":
+            parts = [
+                (child, frozenset(_line_keys(child)[False]))
+                for child in alternative.children
+                if not (isinstance(child, Combinator) and child.op == "not")
+            ]
+        if len(parts) > 1:
+            chains.append(parts)
+        else:
+            whole |= _line_keys(alternative)[False]
+    return Staged(frozenset(whole), chains) if chains else None
 
 
 def _signed_leaves(matcher: Matcher, negated: bool = False) -> Iterable[tuple[Leaf, bool]]:

@@ -51,18 +51,27 @@ def line_of(starts: list[int], offset: int) -> int:
 def keyword_lines(
     code: str, lowered: str, keywords: Iterable[str], starts: list[int] | None = None
 ) -> set[int]:
-    """1-based lines of ``code`` where any of the keywords occurs. Each keyword is found
-    with ``str.find`` (C speed, no pattern to compile per set of keywords), at most once a
-    line: after a hit the search goes on from the next line."""
+    """1-based lines of ``code`` where any of the keywords occurs."""
+    found = lines_by_keyword(code, lowered, keywords, starts).values()
+    return set().union(*found)
+
+
+def lines_by_keyword(
+    code: str, lowered: str, keywords: Iterable[str], starts: list[int] | None = None
+) -> dict[str, set[int]]:
+    """For each keyword that occurs, the 1-based lines of ``code`` where it does. Each
+    keyword is found with ``str.find`` (C speed, no pattern to compile per set of
+    keywords), at most once a line: after a hit the search goes on from the next line."""
     chosen = {k for k in keywords if bare(k)}
     if not chosen:
-        return set()
+        return {}
     starts = starts if starts is not None else line_starts(code)
     size, count = len(lowered), len(starts)
-    lines: set[int] = set()
+    found: dict[str, set[int]] = {}
     for keyword in chosen:
         plain = bare(keyword)
         whole = plain != keyword  # `\bxmrig\b`: not inside a longer word
+        lines: set[int] = set()
         pos = lowered.find(plain)
         while pos != -1:
             end = pos + len(plain)
@@ -76,7 +85,9 @@ def keyword_lines(
             if line >= count:
                 break
             pos = lowered.find(plain, starts[line])
-    return lines
+        if lines:
+            found[keyword] = lines
+    return found
 
 
 def _WORDCHAR(char: str) -> bool:

@@ -321,3 +321,40 @@ def test_not_parts_are_read_once_the_rest_of_the_rule_matches(
     visited.clear()
     assert hits(analyzer, unused) == hits(exhaustive, unused) == set()
     assert 2 not in visited  # net.send is not called: the `not` line is never parsed
+
+
+def test_parts_of_an_all_are_read_cheapest_first(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Of a rule whose parts must all match, the part with the fewest lines in the cell is
+    read first, and the others only once it matched (an `all` under a top-level `any`
+    too); the outcome is the one reading every line gives."""
+    analyzer = analyzer_of(
+        tmp_path_factory,
+        [
+            rule(
+                "staged",
+                "      any:\n        - all:\n            - call: {name: [net.send]}\n"
+                "            - string: 'widewordx'\n        - string: 'lonewordz'",
+            )
+        ],
+    )
+    exhaustive = Analyzer(analyzer.policy, exhaustive=True)
+    visited: list[int] = []
+    visit = analyzer._visit
+
+    def spy(snip, *args):  # type: ignore[no-untyped-def]
+        visited.append(snip.first_line)
+        return visit(snip, *args)
+
+    analyzer._visit = spy  # type: ignore[method-assign]
+    sent = "import net\nnote = 'widewordx here'\nnet.send(note)\n"
+    kept = "import net\nnote = 'widewordx here'\nprint(note)\n"
+    many = "import net\nnet.send(1)\nnet.send(2)\nx = 'lonewordz'\n"
+    for cell, expected in ((sent, {"staged"}), (kept, set()), (many, {"staged"})):
+        visited.clear()
+        assert hits(analyzer, cell) == hits(exhaustive, cell) == expected
+        if cell is kept:  # nothing sent: the string's line is never parsed
+            assert 2 not in visited
+        if cell is many:  # no 'widewordx' at all: the sends are never parsed
+            assert not {2, 3} & set(visited) and 4 in visited
