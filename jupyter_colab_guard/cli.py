@@ -26,7 +26,7 @@ from .analysis.findings import action_rank
 from .analysis.pyscan import Memory
 from .monitor import command as monitor
 from .policy import Policy, PolicyError, load_policy
-from .policy.model import Combinator, Leaf, Matcher
+from .policy.model import LOOP_REPEATED, Combinator, Leaf, Matcher
 
 SUFFIXES = (".ipynb", ".py", ".sh", ".bash", ".ipy")
 LEVELS = {"block": "error", "warn": "warning", "log": "note"}
@@ -745,7 +745,9 @@ def _describe_leaf(leaf: Leaf) -> str:
         conds += [f"{k}= matches /{p.pattern}/" for k, p in leaf.kwargs]
         if leaf.guessed is not None:
             conds.append(f"an argument /{leaf.guessed.pattern}/ is each item of a for loop")
-        if leaf.looped:
+        if leaf.looped == LOOP_REPEATED:
+            conds.append("it runs in a loop repeated many or an unknown number of times")
+        elif leaf.looped:
             conds.append("it runs in an endless loop")
         return f"calls {names}" + (f" where {' and '.join(conds)}" if conds else "")
     if leaf.kind == "shell":

@@ -543,9 +543,9 @@ class Engine:
     @staticmethod
     def _call_ok(leaf: Leaf, fact: Fact) -> bool:
         if leaf.looped and (
-            not fact.anchor.looped
-            # a loop counted far that sends each item once: a crawl, not a flood
-            or (fact.anchor.looped == COUNTED and fact.guessed)
+            fact.anchor.looped < leaf.looped
+            # a counted loop that sends each item once: a crawl, not a flood
+            or (fact.anchor.looped <= COUNTED and fact.guessed)
         ):
             return False
         if leaf.guessed is not None and not any(leaf.guessed.search(k) for k in fact.guessed):

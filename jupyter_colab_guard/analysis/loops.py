@@ -6,6 +6,8 @@ import ast
 import re
 from collections.abc import Callable
 
+from ..policy.model import LOOP_COUNTED, LOOP_FOREVER, LOOP_REPEATED
+
 # Text that every loop `endless` accepts contains (lower-cased): `while` then a literal or
 # `not`, or a call of count/cycle/repeat/iter. Literal-prefixed: fast scans (the prefilter).
 ENDLESS_TEXT = (
@@ -37,8 +39,10 @@ _CONSTANT_CALLS: dict[str, object] = {
 }
 
 
-FOREVER = 2  # `while True`, `itertools.count()`: never ends by itself
-COUNTED = 1  # counted far: `range(100000)`, `while sent < 5000`, a count the user types in
+FOREVER = LOOP_FOREVER  # `while True`, `itertools.count()`: never ends by itself
+COUNTED = LOOP_COUNTED  # counted far: `range(100000)`, `while sent < 5000`, typed in
+REPEATED = LOOP_REPEATED  # counted to a number the code does not show: `range(count)`
+FEW = 20  # a literal count below this is a retry or a batch, not a repetition
 
 
 def endless(node: ast.AST, far_name: FarName | None = None) -> int:
@@ -47,61 +51,73 @@ def endless(node: ast.AST, far_name: FarName | None = None) -> int:
     `iter(int, 1)`); COUNTED: a loop counted to a number that is huge or typed in by the
     user (`for _ in range(100000)`, `while sent < 5000`, `range(int(input("how many? ")))`,
     also through a name ``far_name`` says is bound to such a number), or a loop that runs
-    until a clock reaches a time (`while time.time() < end`); 0 otherwise, and for a loop
-    that a `break` or `return` of its own body ends (a worker that stops is not endless)."""
+    until a clock reaches a time (`while time.time() < end`); REPEATED: a loop counted to
+    a number the code does not show (`range(count)`, `while sent < count`) or to a literal
+    of at least FEW; 0 otherwise, and for a loop that a `break` or `return` of its own body
+    ends (a worker that stops is not endless)."""
     if isinstance(node, ast.While):
         if node.orelse:
             return 0
-        kind = FOREVER if _always_true(node.test) else COUNTED * _counts_far(node.test, far_name)
+        kind = FOREVER if _always_true(node.test) else _counts_far(node.test, far_name)
     elif isinstance(node, ast.For | ast.AsyncFor) and endless_iterator(node.iter):
         kind = FOREVER
     elif isinstance(node, ast.For | ast.AsyncFor):
-        kind = COUNTED * _long_range(node.iter, far_name)
+        kind = _long_range(node.iter, far_name)
     else:
         return 0
     return kind if kind and not _exits(node.body) else 0
 
 
-def _far(node: ast.expr, far_name: FarName | None = None) -> bool:
-    """A count of at least MANY, or one the user types in (`int(input())`)."""
+def _far(node: ast.expr, far_name: FarName | None = None) -> int:
+    """COUNTED: a count of at least MANY, or one the user types in (`int(input())`);
+    REPEATED: one of at least FEW, or a count the code does not show (not the length of
+    a collection, whose items the loop then goes through); 0 otherwise."""
     if isinstance(node, ast.Constant):
-        return type(node.value) is int and node.value >= MANY
+        value = node.value if type(node.value) is int else 0
+        return COUNTED if value >= MANY else REPEATED if value >= FEW else 0
     if isinstance(node, ast.Name):
-        return far_name is not None and far_name(node.id)
-    return any(
-        isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "input"
-        for n in ast.walk(node)
-    )
+        return COUNTED if far_name is not None and far_name(node.id) else REPEATED
+    calls = [n.func for n in ast.walk(node) if isinstance(n, ast.Call)]
+    if any(isinstance(f, ast.Name) and f.id == "input" for f in calls):
+        return COUNTED
+    if any(isinstance(f, ast.Name) and f.id == "len" for f in calls):
+        return 0
+    return REPEATED
 
 
-def _long_range(node: ast.expr, far_name: FarName | None = None) -> bool:
-    """`range(N)` / `range(a, N[, step])` with N far (see ``_far``)."""
+def _long_range(node: ast.expr, far_name: FarName | None = None) -> int:
+    """`range(N)` / `range(a, N[, step])` by how far N counts (see ``_far``)."""
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        return False
+        return 0
     if node.func.id != "range" or not 1 <= len(node.args) <= 3 or node.keywords:
-        return False
+        return 0
     if len(node.args) == 1:
         return _far(node.args[0], far_name)
     numbers = [a.value for a in node.args if isinstance(a, ast.Constant)]
     if len(numbers) == len(node.args) and all(type(n) is int for n in numbers):
         start, stop, step = (*numbers, 1)[:3]
-        return step != 0 and len(range(start, stop, step)) >= MANY
+        steps = len(range(start, stop, step)) if step else 0
+        return COUNTED if steps >= MANY else REPEATED if steps >= FEW else 0
     return _far(node.args[1], far_name)
 
 
-def _counts_far(test: ast.expr, far_name: FarName | None = None) -> bool:
-    """`while n < N` / `while n <= N` / `while n != N` with N far, or `while time.time() <
-    end` (a loop that runs for a while, whatever its body does)."""
+def _counts_far(test: ast.expr, far_name: FarName | None = None) -> int:
+    """`while n < N` / `while n <= N` / `while n != N` by how far N counts (see ``_far``),
+    or `while time.time() < end` (COUNTED: a loop that runs for a while, whatever its body
+    does)."""
     if not (
         isinstance(test, ast.Compare)
         and len(test.ops) == 1
         and isinstance(test.ops[0], ast.Lt | ast.LtE | ast.NotEq)
     ):
-        return False
+        return 0
     left = test.left
     if isinstance(left, ast.Call) and not left.args and isinstance(left.func, ast.Attribute):
-        return left.func.attr in CLOCKS and isinstance(test.ops[0], ast.Lt | ast.LtE)
-    return isinstance(left, ast.Name | ast.Attribute) and _far(test.comparators[0], far_name)
+        clock = left.func.attr in CLOCKS and isinstance(test.ops[0], ast.Lt | ast.LtE)
+        return COUNTED if clock else 0
+    if not isinstance(left, ast.Name | ast.Attribute):
+        return 0
+    return _far(test.comparators[0], far_name)
 
 
 def far_names(code: str) -> FarName:

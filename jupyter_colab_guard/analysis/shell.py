@@ -89,10 +89,27 @@ RESERVED = frozenset({"do", "then", "else", "elif", "if", "while", "until", "!",
 _FD_REDIRECT = re.compile(r"(?:^|(?<=[\s;&|(]))(\d+)(?=[<>])")
 _SPLIT_OPERATORS = ("&&", "||", ";;", "|&", ";", "&", "|", "(", ")")
 
+# `docker run` / `docker exec` options that take a value (`-e K=V`, `--name x`)
+_CONTAINER_OPTS_WITH_VALUE = frozenset(
+    "-e --env --env-file -v --volume -p --publish -w --workdir --name -u --user --network "
+    "--net --entrypoint -m --memory --cpus --gpus --mount -l --label --add-host --device "
+    "-h --hostname --restart --shm-size --ulimit --cap-add --ipc --pid --platform".split()
+)
 # screen option clusters that take a value: -S NAME, -dmS NAME, -mS NAME, -dmSL NAME
 _SCREEN_VALUE = re.compile(r"-[A-Za-z]*[Sc][A-Za-z]*")
 
 Analyze = Callable[[str, Anchor, int], None]
+
+
+def _container_command(argv: list[str]) -> list[str] | None:
+    """The command `docker run [options] IMAGE CMD...` or `docker exec [options]
+    CONTAINER CMD...` runs inside the container (podman alike); None when only the
+    image's own entrypoint runs (`docker run alpine/bombardier -c 1000 URL`)."""
+    i = 2
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] in _CONTAINER_OPTS_WITH_VALUE else 1
+    command = argv[i + 1 :]
+    return command if command and not command[0].startswith("-") else None
 
 
 def program_name(token: str) -> str:
@@ -369,6 +386,11 @@ class ShellScanner:
             name = program_name(argv[0])
             if name in ("screen", "tmux"):
                 inner = self._unwrap_multiplexer(name, argv)
+            elif name in ("docker", "podman") and argv[1:2] in (["run"], ["exec"]):
+                command = _container_command(argv)
+                if command is None:
+                    break
+                inner = command
             elif name in _WRAPPER_OPTS_WITH_VALUE:
                 with_value = _WRAPPER_OPTS_WITH_VALUE[name]
                 i = 1

@@ -16,6 +16,8 @@ from .folder import MAIN, NodeProblem, compose, expand_lists, folder_files, merg
 from .keywords import regex_keywords, sharpened, word
 from .model import (
     LEAF_KINDS,
+    LOOP_ENDLESS,
+    LOOP_REPEATED,
     Category,
     Combinator,
     Leaf,
@@ -115,9 +117,16 @@ class _Reader:
         if node is None:
             return False
         if not (isinstance(node, ScalarNode) and node.value in ("true", "false")):
-            self.error(node, key, "must be true or false")
+            extra = " or repeated" if key.endswith(".looped") else ""
+            self.error(node, key, f"must be true or false{extra}")
             return False
         return node.value == "true"
+
+    def loop_kind(self, node: Node | None, key: str) -> int:
+        """An optional `looped`: true (endless or counted far), false, or repeated."""
+        if isinstance(node, ScalarNode) and node.value == "repeated":
+            return LOOP_REPEATED
+        return LOOP_ENDLESS if self.flag(node, key) else 0
 
     def choice(self, node: Node | None, key: str, choices: tuple[str, ...]) -> str | None:
         value = self.string(node, key)
@@ -254,7 +263,7 @@ class _PolicyBuilder:
             names = r.strings(f.get("name"), f"{key}.name")
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
-            looped = r.flag(f.get("looped"), f"{key}.looped")
+            looped = r.loop_kind(f.get("looped"), f"{key}.looped")
             guessed = r.regex(f["guessed"], f"{key}.guessed") if "guessed" in f else None
             for name in names:
                 if "*" in name and not (name.startswith("*.") and "*" not in name[2:]):

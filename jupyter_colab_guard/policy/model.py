@@ -10,6 +10,13 @@ if TYPE_CHECKING:
     from .regex import Regex
 
 
+# Kinds of loop around a call, weakest first (Leaf.looped, analysis.loops).
+LOOP_REPEATED = 1  # counted to a number the code does not show: range(count), while i < n
+LOOP_COUNTED = 2  # counted far: range(100000), a count the user types in, a clock
+LOOP_FOREVER = 3  # never ends by itself: while True, itertools.count()
+LOOP_ENDLESS = LOOP_COUNTED  # `looped: true`
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who runs the code. The server fills it from its identity provider."""
@@ -29,8 +36,10 @@ class Leaf:
     pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
     kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
-    looped: bool = False  # call: only inside an endless loop (while True, itertools.count,
-    # or counted far, e.g. range(100000), with no argument taken from the loop's item)
+    looped: int = 0  # call: only inside a loop of at least this kind (LOOP_ENDLESS: while
+    # True, itertools.count, or counted far, e.g. range(100000); LOOP_REPEATED: also a loop
+    # counted to a number the code does not show, range(count)); a counted loop only for a
+    # call that takes no argument from the loop's item
     guessed: Regex | None = None  # call: an argument that is a `for` loop's item, by name
     ports: tuple[int, ...] = ()  # connect ports
     minimum: int = 1  # binary: distinct signatures (names) a file must hold

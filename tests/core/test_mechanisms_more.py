@@ -12,7 +12,7 @@ from test_analysis_mechanics import HEAD, analyzer_of, rule
 
 from jupyter_colab_guard.analysis import Analyzer
 from jupyter_colab_guard.analysis.facts import FactSet
-from jupyter_colab_guard.analysis.loops import ENDLESS_TEXT, endless
+from jupyter_colab_guard.analysis.loops import COUNTED, ENDLESS_TEXT, REPEATED, endless
 from jupyter_colab_guard.analysis.pyscan import Memory, PythonScanner
 from jupyter_colab_guard.policy import load_policy
 
@@ -225,6 +225,34 @@ def test_endless_loops(header: str) -> None:
 
 @pytest.mark.parametrize("header", FINITE_LOOPS)
 def test_loops_that_end(header: str) -> None:
+    assert endless(_loop(header)) < COUNTED  # not `looped: true`
+
+
+# `looped: repeated`: counted to a number the code does not show, or to 20 or more
+REPEATED_LOOPS = [
+    "for _ in range(100):",
+    "for _ in range(n):",
+    "for i in range(1, count + 1):",
+    "for _ in range(self.count):",
+    "while sent < limit:",
+]
+ONCE_OR_A_FEW = [
+    "for _ in range(3):",
+    "for i in range(len(recipients)):",
+    "for _ in range(5000, 5010):",
+    "while sent > 5000:",
+    "for x in items:",
+]
+
+
+@pytest.mark.parametrize("header", REPEATED_LOOPS)
+def test_repeated_loops(header: str) -> None:
+    assert endless(_loop(header)) == REPEATED
+    assert any(p.search(header.lower()) for p in ENDLESS_TEXT)
+
+
+@pytest.mark.parametrize("header", ONCE_OR_A_FEW)
+def test_loops_that_do_not_repeat(header: str) -> None:
     assert not endless(_loop(header))
 
 

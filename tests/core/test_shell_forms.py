@@ -44,6 +44,11 @@ def commands(line: str) -> list[tuple[str, str]]:
         ("until ./xmrig -o pool:3333; do sleep 1; done", ("xmrig", "-o pool:3333")),
         ("if ! pgrep xmrig; then ./xmrig -o pool:3333; fi", ("xmrig", "-o pool:3333")),
         ("{ ./xmrig -o pool:3333; } &", ("xmrig", "-o pool:3333")),
+        (
+            "docker run --rm -e K=1 --name t img:latest ./slowhttptest -c 1000",
+            ("slowhttptest", "-c 1000"),
+        ),
+        ("podman exec -it box ./xmrig -o pool:3333", ("xmrig", "-o pool:3333")),
     ],
 )
 def test_the_command_is_read_through_the_form(line: str, expected: tuple[str, str]) -> None:
