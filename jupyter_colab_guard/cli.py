@@ -749,7 +749,8 @@ def _describe_leaf(leaf: Leaf) -> str:
             conds.append("it runs in a loop repeated many or an unknown number of times")
         elif leaf.looped:
             conds.append("it runs in an endless loop")
-        return f"calls {names}" + (f" where {' and '.join(conds)}" if conds else "")
+        called = f"a function named like /{pattern}/" if leaf.pattern else names
+        return f"calls {called}" + (f" where {' and '.join(conds)}" if conds else "")
     if leaf.kind == "shell":
         who = "any program" if "*" in leaf.names else f"a program named {names}"
         return f"runs {who}" + (f" with arguments matching /{pattern}/" if pattern else "")

@@ -345,6 +345,7 @@ class Engine:
         self.imports: dict[str, list[Leaf]] = defaultdict(list)
         self.calls: dict[str, list[Leaf]] = defaultdict(list)
         self.methods: dict[str, list[Leaf]] = defaultdict(list)  # `*.name`: any receiver
+        self.likes: list[Leaf] = []  # call `like`: a regex on the called function's name
         self.programs: dict[str, list[Leaf]] = defaultdict(list)
         self.installs: dict[str, list[Leaf]] = defaultdict(list)
         self.repos: dict[str, list[Leaf]] = defaultdict(list)  # "name" or "owner/name"
@@ -515,6 +516,8 @@ class Engine:
         elif leaf.kind == "import":
             for name in leaf.names:
                 self.imports[name].append(leaf)
+        elif leaf.kind == "call" and leaf.pattern is not None:
+            self.likes.append(leaf)
         elif leaf.kind == "call":
             for name in leaf.names:
                 if name.startswith("*."):
@@ -596,6 +599,11 @@ class Engine:
                 if self.methods and "." in fact.name:
                     for leaf in self.methods.get(fact.name.rsplit(".", 1)[1], ()):
                         if self._call_ok(leaf, fact):
+                            hit(leaf, fact)
+                if self.likes:
+                    own = fact.name.rsplit(".", 1)[-1]
+                    for leaf in self.likes:
+                        if leaf.pattern.search(own) and self._call_ok(leaf, fact):  # type: ignore[union-attr]
                             hit(leaf, fact)
             elif kind == "shell":
                 for leaf in self.programs.get(fact.name, ()):

@@ -117,7 +117,7 @@ class _Reader:
         if node is None:
             return False
         if not (isinstance(node, ScalarNode) and node.value in ("true", "false")):
-            extra = " or repeated" if key.endswith(".looped") else ""
+            extra = " or repeated" if key.endswith(".looped") else ""  # (loop_kind)
             self.error(node, key, f"must be true or false{extra}")
             return False
         return node.value == "true"
@@ -259,8 +259,11 @@ class _PolicyBuilder:
                 return None
             return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern, spell=True))
         if kind == "call":
-            f = r.mapping(node, key, {"name"}, {"args", "kwargs", "looped", "guessed"})
-            names = r.strings(f.get("name"), f"{key}.name")
+            f = r.mapping(node, key, set(), {"name", "like", "args", "kwargs", "looped", "guessed"})
+            if ("name" in f) == ("like" in f):
+                r.error(node, key, "needs exactly one of name and like")
+            names = r.strings(f.get("name"), f"{key}.name") if "name" in f else ()
+            like = r.regex(f["like"], f"{key}.like") if "like" in f else None
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
             kwargs = self._conditions(f["kwargs"], f"{key}.kwargs", str) if "kwargs" in f else []
             looped = r.loop_kind(f.get("looped"), f"{key}.looped")
@@ -269,9 +272,12 @@ class _PolicyBuilder:
                 if "*" in name and not (name.startswith("*.") and "*" not in name[2:]):
                     r.error(node, f"{key}.name", f"{name!r}: '*' only as the receiver, '*.method'")
             keywords = tuple({word(n.rsplit(".", 1)[-1]) for n in names})
+            if like is not None:
+                keywords = tuple(regex_keywords(like.pattern, spell=True))
             return Leaf(
                 kind,
                 names=names,
+                pattern=like,
                 args=tuple(args),
                 kwargs=tuple(kwargs),
                 looped=looped,

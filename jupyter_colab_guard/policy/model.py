@@ -33,7 +33,8 @@ class Leaf:
     kind: str
     names: tuple[str, ...] = ()  # modules, calls, programs, packages, repos, signatures
     managers: tuple[str, ...] = ()  # install: package managers (empty = any)
-    pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host
+    pattern: Regex | None = None  # RE2: url/string regex, shell args regex, connect host,
+    # call `like` (the called function's own name)
     args: tuple[tuple[int, Regex], ...] = ()  # call positional conditions (RE2)
     kwargs: tuple[tuple[str, Regex], ...] = ()  # call keyword conditions (RE2)
     looped: int = 0  # call: only inside a loop of at least this kind (LOOP_ENDLESS: while

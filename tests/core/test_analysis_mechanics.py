@@ -358,3 +358,35 @@ def test_parts_of_an_all_are_read_cheapest_first(
             assert 2 not in visited
         if cell is many:  # no 'widewordx' at all: the sends are never parsed
             assert not {2, 3} & set(visited) and 4 in visited
+
+
+def test_a_call_like_a_name_matches_the_function_s_own_name(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """`like` matches the last part of the called name, wherever the function comes from
+    (a local module, a method of any object, a function the cell defines), with the other
+    call conditions beside it."""
+    analyzer = analyzer_of(
+        tmp_path_factory,
+        [rule("signup", "      call: {like: '^create_\\w*_account$', looped: repeated}")],
+    )
+    made = [
+        "from web.trimble import create_trimble_account\n"
+        "for _ in range(count):\n    create_trimble_account(email=new_mail())\n",
+        "for _ in range(500):\n    bot.create_fresh_account()\n",
+    ]
+    quiet = [
+        "from web.trimble import create_trimble_account\ncreate_trimble_account(email=me)\n",
+        "for address in addresses:\n    bot.create_user_account(address)\n",  # each item once
+        "for _ in range(count):\n    create_account_page()\n",
+    ]
+    assert [hits(analyzer, cell) for cell in made] == [{"signup"}] * len(made)
+    assert [hits(analyzer, cell) for cell in quiet] == [set()] * len(quiet)
+
+
+def test_a_call_needs_a_name_or_like_not_both(tmp_path: Path) -> None:
+    for match in ("      call: {args: {0: 'x'}}", "      call: {name: [a.b], like: 'b'}"):
+        path = tmp_path / "policy.yaml"
+        path.write_text(HEAD + rule("both", match))
+        with pytest.raises(PolicyError, match="needs exactly one of name and like"):
+            load_policy(path)
