@@ -65,6 +65,7 @@ class Stages:
 
     read: dict[str, list[Matcher]]
     unread: dict[str, list[tuple[Matcher, frozenset[str]]]]
+    by_key: dict[str, set[int]]  # the lines of every line keyword of the rules in play
 
 
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
@@ -278,7 +279,7 @@ class Analyzer:
         for rule_id in chosen:
             keywords |= rules.get(rule_id, set())
         keywords = self.engine.present(keywords, lowered, text)
-        by_key = lines_by_keyword(code, lowered, keywords, starts)
+        by_key = stages.by_key = lines_by_keyword(code, lowered, keywords, starts)
         strong: set[int] = set()
         lines_of = lambda keys: set().union(*(by_key.get(k, ()) for k in keys))  # noqa: E731
         for rule_id in chosen:
@@ -362,7 +363,7 @@ class Analyzer:
         text.spread = tokens.spread
         if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
-        stages = Stages({}, {})
+        stages = Stages({}, {}, {})
         strong, weak = self._wanted_lines(code, memory, live, text, stages)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
@@ -378,25 +379,31 @@ class Analyzer:
         try:
             visit = self._visitor(scanner, index, facts, line_map, done, unfinished)
             visit(wanted)
-            followed = self._follow_names(code, cutter, facts, scanner, index, done, line_map)
+            followed = self._follow_names(code, cutter, facts, scanner, index, done, line_map, [])
             # then the next part of the rules whose parts read so far match, and the lines
             # of `not` parts for the rules that match but for them
             asked: set[str] = set()
             rules = live if live is not None else self.engine.rule_unless_keywords
+            hits: dict[int, Fact] = {}
+            self.engine.add_hits(hits, remembered)
+            counted = 0  # facts whose leaves are in ``hits``
             while not self.exhaustive:
-                found = facts.facts + remembered
-                parts = self.engine.next_parts(found, stages.read, stages.unread)
-                unless = self.engine.unless_keywords(found, rules) - asked
+                self.engine.add_hits(hits, facts.facts[counted:])
+                counted = len(facts.facts)
+                parts = self.engine.next_parts(hits, stages.read, stages.unread)
+                unless = self.engine.unless_keywords(hits, rules) - asked
                 if parts is None and not unless:
                     break
-                unless |= parts or set()
                 asked |= unless
+                lines = set().union(*(stages.by_key.get(k, ()) for k in parts or ()))
                 keys = self.engine.present(unless, text.lowered, text)
-                lines = keyword_lines(code, text.lowered, keys)
+                lines |= keyword_lines(code, text.lowered, keys)
                 later = [s for s in cutter.cut(lines) if s.first_line not in done]
                 wanted += later
                 visit(later)
-                followed += self._follow_names(code, cutter, facts, scanner, index, done, line_map)
+                followed += self._follow_names(
+                    code, cutter, facts, scanner, index, done, line_map, followed
+                )
             memory.sink_names.update(followed)
             scanner.finish()
         except OutOfTime:
@@ -489,9 +496,15 @@ class Analyzer:
         index: CellIndex,
         done: set[int],
         line_map: list[int],
+        followed: list[str],
     ) -> list[str]:
-        """Analyse lines that use a name bound to a rule's call or a sink (`g = os.system`)."""
-        names = [name for name, value in scanner.qual_bindings() if self.engine.interesting(value)]
+        """Analyse lines that use a name bound to a rule's call or a sink (`g = os.system`);
+        ``followed``: names whose lines were analysed before. The new names come back."""
+        names = [
+            name
+            for name, value in scanner.qual_bindings()
+            if name not in followed and self.engine.interesting(value)
+        ]
         if not names:
             return names
         lines = keyword_lines(code, code.lower(), [word(n) for n in names])

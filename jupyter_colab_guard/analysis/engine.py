@@ -428,15 +428,12 @@ class Engine:
         """The line keywords of every rule, `not` parts included."""
         return self._every_line
 
-    def unless_keywords(self, facts: list[Fact], rule_ids: Iterable[str]) -> set[str]:
+    def unless_keywords(self, hits: dict[int, Fact], rule_ids: Iterable[str]) -> set[str]:
         """The keywords of the `not` parts of those of ``rule_ids`` that match ``facts``
         when their `not` parts are taken as true: only for those can the lines of a `not`
         part change the outcome (sound: a fact can only make `not` false, and the rest of
         a rule needs its own keywords, whose lines were read first)."""
         wanted = [r for r in rule_ids if r in self.rule_unless_keywords]
-        if not wanted:
-            return set()
-        hits = self.leaf_hits(sorted(facts, key=_place))
         found: set[str] = set()
         for rule_id in wanted:
             if _evaluate(self.policy.rules_by_id[rule_id].match, hits, lenient=True) is not None:
@@ -445,22 +442,20 @@ class Engine:
 
     def next_parts(
         self,
-        facts: list[Fact],
+        hits: dict[int, Fact],
         read: dict[str, list[Matcher]],
         unread: dict[str, list[tuple[Matcher, frozenset[str]]]],
     ) -> set[str] | None:
         """The line keywords of the next unread part of each staged rule whose parts read so
-        far all match ``facts`` (leniently: `not` parts taken as true); that part moves from
+        far all match (``hits``: see ``add_hits``; leniently: `not` parts taken as true);
+        that part moves from
         ``unread`` to ``read``; None when no part moved. Sound: a part that does not match
         on the lines of its own keywords cannot make its rule match, so the rule's other
         lines are not needed."""
-        hits: dict[int, Fact] | None = None
         found: set[str] | None = None
         for rule_id, rest in unread.items():
             if not rest:
                 continue
-            if hits is None:
-                hits = self.leaf_hits(sorted(facts, key=_place))
             if all(_evaluate(part, hits, lenient=True) is not None for part in read[rule_id]):
                 part, keywords = rest.pop(0)
                 read[rule_id].append(part)
@@ -576,6 +571,12 @@ class Engine:
                 leaf.pattern and fact.text and leaf.pattern.search(fact.text)
             )
         return False
+
+    def add_hits(self, hits: dict[int, Fact], facts: list[Fact]) -> None:
+        """Adds to ``hits`` the leaves that ``facts`` match (each leaf's fact is the first
+        found, not the first in the cell: for whether a part matches, not where)."""
+        for index, fact in self.leaf_hits(facts).items():
+            hits.setdefault(index, fact)
 
     def leaf_hits(self, facts: list[Fact]) -> dict[int, Fact]:
         """For each leaf that matches, the first fact it matches."""

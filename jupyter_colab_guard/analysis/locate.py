@@ -321,6 +321,7 @@ class Cutter:
         self.params = _ParamItems(code, tree, self.loops)
         self.far_name = far_names(code)
         self._rotating: frozenset[str] | None = None
+        self._snippets: dict[int, Snippet | None] = {}  # line -> its statement's snippet
 
     def cut(self, wanted: set[int]) -> list[Snippet]:
         if not wanted:
@@ -330,18 +331,28 @@ class Cutter:
         seen: set[int] = set()
         out: list[Snippet] = []
         for line in sorted(wanted):
-            node, looped, items = _innermost(
-                self.tree.body, line, self.endless, self.loops, self.params, self.far_name
-            )
-            items |= self._rotating
-            if node is None or node.lineno in seen or _bare_string(node):  # type: ignore[attr-defined]
-                continue
-            if _inert(node) and _alone(node, self.lines):
-                continue
-            seen.add(node.lineno)  # type: ignore[attr-defined]
-            out.append(snippet_for(node, self.lines, looped, items))
+            if line in self._snippets:
+                snip = self._snippets[line]
+            else:
+                snip = self._snippets[line] = self._snippet(line)
+            if snip is not None and snip.first_line not in seen:
+                seen.add(snip.first_line)
+                out.append(snip)
         out.sort(key=lambda s: s.first_line)
         return out
+
+    def _snippet(self, line: int) -> Snippet | None:
+        """The snippet of the innermost statement that holds ``line``; None when there is
+        nothing to analyse (no statement, a bare string, an inert statement alone)."""
+        node, looped, items = _innermost(
+            self.tree.body, line, self.endless, self.loops, self.params, self.far_name
+        )
+        if node is None or _bare_string(node):
+            return None
+        if _inert(node) and _alone(node, self.lines):
+            return None
+        assert self._rotating is not None
+        return snippet_for(node, self.lines, looped, items | self._rotating)
 
 
 def snippets(code: str, tree: ast.Module, wanted: set[int]) -> list[Snippet]:

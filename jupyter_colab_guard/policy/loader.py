@@ -260,8 +260,10 @@ class _PolicyBuilder:
             return Leaf(kind, pattern=pattern, keywords=regex_keywords(pattern.pattern, spell=True))
         if kind == "call":
             f = r.mapping(node, key, set(), {"name", "like", "args", "kwargs", "looped", "guessed"})
-            if ("name" in f) == ("like" in f):
-                r.error(node, key, "needs exactly one of name and like")
+            if "name" not in f and "like" not in f:
+                r.error(node, f"{key}.name", "required key is missing (or like)")
+            elif "name" in f and "like" in f:
+                r.error(node, f"{key}.like", "give name or like, not both")
             names = r.strings(f.get("name"), f"{key}.name") if "name" in f else ()
             like = r.regex(f["like"], f"{key}.like") if "like" in f else None
             args = self._conditions(f["args"], f"{key}.args", int) if "args" in f else []
