@@ -44,9 +44,9 @@ SHELL_SHEBANG = re.compile(r"#!\s*/(?:usr/)?bin/(?:env\s+)?(?:ba|z|da)?sh\b")
 FROZEN = ("heldout", "fresh")
 # manifest.json: the first corpus (dev + frozen heldout); manifest_dev2.json: a second
 # development set collected blind later, for rule work; manifest_fresh.json: frozen;
-# manifest_dev3.json and _dev4.json: a third and a fourth development set
+# manifest_dev3.json, _dev4.json and _dev5.json: a third, fourth and fifth development set
 DEFAULT_MANIFESTS = tuple(
-    HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh", "_dev3", "_dev4")
+    HERE / f"manifest{s}.json" for s in ("", "_dev2", "_fresh", "_dev3", "_dev4", "_dev5")
 )
 
 
