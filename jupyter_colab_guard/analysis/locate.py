@@ -99,6 +99,7 @@ def innermost(statements: list[ast.stmt], line: int) -> ast.AST | None:
 
 
 ParamItems = Callable[[ast.FunctionDef | ast.AsyncFunctionDef], frozenset[str]]
+CallerLoops = Callable[[ast.FunctionDef | ast.AsyncFunctionDef], int]
 
 
 def _innermost(
@@ -108,13 +109,15 @@ def _innermost(
     loops: dict[int, frozenset[str]] | None,
     params: ParamItems | None = None,
     far_name: FarName | None = None,
+    callers: CallerLoops | None = None,
 ) -> tuple[ast.AST | None, int, frozenset[str]]:
     """The innermost statement (or except handler) whose lines contain ``line``, whether it
     sits in an endless loop (the loop's own header counts), and the names that hold an
     enclosing `for` loop's item there. ``endless`` and ``loops``: what is known of the
     tree's loops (id -> endless, id -> item names), kept across calls on one tree; None:
-    not looked at. Each level is a binary search over a body list in source order:
-    O(depth * log n)."""
+    not looked at. ``callers``: the loop a function's callers call it from (a function
+    called from an endless loop runs in one). Each level is a binary search over a body
+    list in source order: O(depth * log n)."""
     found: ast.AST | None = None
     looped = 0
     items: frozenset[str] = frozenset()
@@ -140,9 +143,12 @@ def _innermost(
                 if names is None:
                     names = loops[id(node)] = loop_items(node)
                 items |= names
-        if params is not None and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             if node.body and node.body[0].lineno <= line:
-                items |= params(node)
+                if params is not None:
+                    items |= params(node)
+                if callers is not None and looped < FOREVER:
+                    looped = max(looped, callers(node))
         first = getattr(node, "body", None)
         if first and isinstance(first, list) and first[0].lineno == node.lineno == line:
             break  # `try: import a; b()`: the body shares the header's line, kept whole
@@ -308,6 +314,47 @@ class _ParamItems:
         return result
 
 
+class _CallerLoops:
+    """The loop a function is called from: the strongest loop kind (loops.FOREVER, ...)
+    around its calls in the cell, through the callers' own callers. A call is the
+    function's name called (`attack(url)`; a method only as `self.attack()`), or handed to
+    a thread (`target=attack`); each function is looked at once."""
+
+    def __init__(self, code: str, tree: ast.Module, endless: dict[int, int], far: FarName) -> None:
+        self.code, self.tree, self.endless, self.far = code, tree, endless, far
+        self.starts: list[int] | None = None
+        self.known: dict[int, int] = {}
+
+    def __call__(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+        key = id(function)
+        if key in self.known:
+            return self.known[key]
+        self.known[key] = 0  # (a recursive function: no loop from itself)
+        name = function.name
+        if name.startswith("__"):
+            return 0  # (called by Python itself)
+        spec = function.args
+        first = [a.arg for a in (*spec.posonlyargs, *spec.args)][:1]
+        prefix = "self." if first in (["self"], ["cls"]) else ""
+        strongest = 0
+        for needle in (f"{prefix}{name}(", f"target={prefix}{name}"):
+            pos = self.code.find(needle)
+            while pos != -1 and strongest < FOREVER:
+                before = self.code[pos - 1] if pos else " "
+                if not (before.isalnum() or before in "_."):
+                    if self.starts is None:
+                        self.starts = line_starts(self.code)
+                    line = line_of(self.starts, pos)
+                    if not _lineno(function) <= line <= (function.end_lineno or 0):
+                        found = _innermost(
+                            self.tree.body, line, self.endless, None, None, self.far, self
+                        )
+                        strongest = max(strongest, found[1])
+                pos = self.code.find(needle, pos + 1)
+        self.known[key] = strongest
+        return strongest
+
+
 class Cutter:
     """Cuts one tree's statements into snippets. What it learns of the tree (its loops,
     the item parameters of its functions, its moved-on indexes) is kept for every cut of
@@ -320,6 +367,7 @@ class Cutter:
         self.loops: dict[int, frozenset[str]] = {}
         self.params = _ParamItems(code, tree, self.loops)
         self.far_name = far_names(code)
+        self.callers = _CallerLoops(code, tree, self.endless, self.far_name)
         self._rotating: frozenset[str] | None = None
         self._snippets: dict[int, Snippet | None] = {}  # line -> its statement's snippet
 
@@ -345,7 +393,7 @@ class Cutter:
         """The snippet of the innermost statement that holds ``line``; None when there is
         nothing to analyse (no statement, a bare string, an inert statement alone)."""
         node, looped, items = _innermost(
-            self.tree.body, line, self.endless, self.loops, self.params, self.far_name
+            self.tree.body, line, self.endless, self.loops, self.params, self.far_name, self.callers
         )
         if node is None or _bare_string(node):
             return None

@@ -53,8 +53,9 @@ def endless(node: ast.AST, far_name: FarName | None = None) -> int:
     also through a name ``far_name`` says is bound to such a number), or a loop that runs
     until a clock reaches a time (`while time.time() < end`); REPEATED: a loop counted to
     a number the code does not show (`range(count)`, `while sent < count`) or to a literal
-    of at least FEW; 0 otherwise, and for a loop that a `break` or `return` of its own body
-    ends (a worker that stops is not endless)."""
+    of at least FEW; 0 otherwise, for a loop that a `break` or `return` of its own body
+    ends (a worker that stops is not endless), and for one that asks the user each round
+    (`input()`: a menu or a prompt)."""
     if isinstance(node, ast.While):
         if node.orelse:
             return 0
@@ -65,7 +66,7 @@ def endless(node: ast.AST, far_name: FarName | None = None) -> int:
         kind = _long_range(node.iter, far_name)
     else:
         return 0
-    return kind if kind and not _exits(node.body) else 0
+    return kind if kind and not _exits(node.body) and not _asks_user(node.body) else 0
 
 
 def _far(node: ast.expr, far_name: FarName | None = None) -> int:
@@ -165,6 +166,21 @@ def endless_iterator(node: ast.expr) -> bool:
 
 
 _NESTED = (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _asks_user(body: list[ast.stmt]) -> bool:
+    """An `input()` in the loop (functions defined there excluded): each round waits for
+    the user (a menu, a chat prompt), however long the loop runs."""
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            if node.func.id in ("input", "raw_input"):
+                return True
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return False
 
 
 def _exits(body: list[ast.stmt]) -> bool:

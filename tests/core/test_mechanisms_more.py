@@ -228,6 +228,35 @@ def test_loops_that_end(header: str) -> None:
     assert endless(_loop(header)) < COUNTED  # not `looped: true`
 
 
+CALLED_FROM_LOOPS = [
+    # a function called from an endless loop runs in one
+    "def blast():\n    s.sendto(b'x', ('203.0.113.5', 80))\nwhile True:\n    blast()\n",
+    # through a caller of its own, and as a method
+    "class A:\n    def one(self):\n        s.sendto(b'x', ('203.0.113.5', 80))\n"
+    "    def run(self):\n        while True:\n            self.one()\n",
+    "def one():\n    s.sendto(b'x', ('203.0.113.5', 80))\ndef two():\n    one()\n"
+    "for _ in itertools.count():\n    two()\n",
+]
+NOT_CALLED_FROM_LOOPS = [
+    # called once; a menu that waits for the user each round; another object's `one()`
+    "def blast():\n    s.sendto(b'x', ('203.0.113.5', 80))\nblast()\n",
+    "def blast():\n    s.sendto(b'x', ('203.0.113.5', 80))\nwhile True:\n"
+    "    if input('again? ') == 'y':\n        blast()\n",
+    "class A:\n    def one(self):\n        s.sendto(b'x', ('203.0.113.5', 80))\n"
+    "while True:\n    other.one()\n",
+]
+
+
+@pytest.mark.parametrize("body", CALLED_FROM_LOOPS)
+def test_a_function_called_from_an_endless_loop_runs_in_it(analyzer: Analyzer, body: str) -> None:
+    assert "flood" in found(analyzer, f"{FLOOD}s = socket.socket()\n{body}")
+
+
+@pytest.mark.parametrize("body", NOT_CALLED_FROM_LOOPS)
+def test_a_function_not_called_from_an_endless_loop(analyzer: Analyzer, body: str) -> None:
+    assert "flood" not in found(analyzer, f"{FLOOD}s = socket.socket()\n{body}")
+
+
 # `looped: repeated`: counted to a number the code does not show, or to 20 or more
 REPEATED_LOOPS = [
     "for _ in range(100):",
