@@ -17,7 +17,7 @@ ENDLESS_TEXT = (
     re.compile(r"repeat[\s\\]*\("),
     re.compile(r"iter[\s\\]*\("),
     re.compile(r"range[\s\\]*\("),  # counted far (see _long_range)
-    re.compile(r"while[\s(\\]*[\w.][\w.\s]*[\s)\\]*[<!]"),  # (see _counts_far)
+    re.compile(r"while[\s(\\]*[\w.][\w.\s]*[\s)\\]*[<!>]"),  # (see _counts_far)
     re.compile(r"while[\s(\\]*[\w.]+\(\)[\s)\\]*<"),  # `while time.time() < end`
 )
 MANY = 1000  # a loop counted this far repeats like a flood, not like a retry or a batch
@@ -104,13 +104,15 @@ def _long_range(node: ast.expr, far_name: FarName | None = None) -> int:
 
 def _counts_far(test: ast.expr, far_name: FarName | None = None) -> int:
     """`while n < N` / `while n <= N` / `while n != N` by how far N counts (see ``_far``),
-    or `while time.time() < end` (COUNTED: a loop that runs for a while, whatever its body
-    does)."""
-    if not (
-        isinstance(test, ast.Compare)
-        and len(test.ops) == 1
-        and isinstance(test.ops[0], ast.Lt | ast.LtE | ast.NotEq)
-    ):
+    `while time.time() < end` (COUNTED: a loop that runs for a while, whatever its body
+    does), or a countdown `while left > 0` (REPEATED)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return 0
+    if isinstance(test.ops[0], ast.Gt | ast.GtE):  # a countdown: `while left > 0`
+        bottom = test.comparators[0]
+        counted_down = isinstance(bottom, ast.Constant) and bottom.value in (0, 1)
+        return REPEATED if counted_down and isinstance(test.left, ast.Name | ast.Attribute) else 0
+    if not isinstance(test.ops[0], ast.Lt | ast.LtE | ast.NotEq):
         return 0
     left = test.left
     if isinstance(left, ast.Call) and not left.args and isinstance(left.func, ast.Attribute):

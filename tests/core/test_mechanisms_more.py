@@ -264,12 +264,15 @@ REPEATED_LOOPS = [
     "for i in range(1, count + 1):",
     "for _ in range(self.count):",
     "while sent < limit:",
+    "while howmany > 0:",
+    "while self.left >= 1:",
 ]
 ONCE_OR_A_FEW = [
     "for _ in range(3):",
     "for i in range(len(recipients)):",
     "for _ in range(5000, 5010):",
     "while sent > 5000:",
+    "while n > limit:",
     "for x in items:",
 ]
 
