@@ -68,6 +68,18 @@ class Stages:
     by_key: dict[str, set[int]]  # the lines of every line keyword of the rules in play
 
 
+DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+
+
+def _definitions(code: str, facts: FactSet, line_map: list[int]) -> None:
+    """A fact for each function and class the code defines, by name (`like` leaves read
+    them as they read calls): found in the text, with no statement to parse."""
+    starts = line_starts(code)
+    for found in DEFINITION.finditer(code):
+        line = _original(line_map, line_of(starts, found.start()))
+        facts.add(Fact("define", name=found.group(1), anchor=Anchor(line=line)))
+
+
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
     if 0 < t_line <= len(transformed) and 0 < o_line <= len(original):
         if transformed[t_line - 1] == original[o_line - 1]:
@@ -363,6 +375,8 @@ class Analyzer:
         text.spread = tokens.spread
         if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
+        if self.engine.like_rules and (live is None or not live.isdisjoint(self.engine.like_rules)):
+            _definitions(code, facts, line_map)
         stages = Stages({}, {}, {})
         strong, weak = self._wanted_lines(code, memory, live, text, stages)
         # statements with a rule's keyword first, then those with only a marker: the cap

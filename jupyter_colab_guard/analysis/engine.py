@@ -358,6 +358,12 @@ class Engine:
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
+        # rules with a `like` leaf: they read the names of the functions a cell defines
+        self.like_rules = {
+            r.id
+            for r in policy.rules
+            if any(leaf.kind == "call" and leaf.pattern for leaf in _leaves(r.match))
+        }
         for leaf in policy.leaves:
             self._index(leaf)
         self.regex_index = KeywordIndex(self.gated)
@@ -606,6 +612,10 @@ class Engine:
                     for leaf in self.likes:
                         if leaf.pattern.search(own) and self._call_ok(leaf, fact):  # type: ignore[union-attr]
                             hit(leaf, fact)
+            elif kind == "define":  # a function or class the code defines: `like` leaves
+                for leaf in self.likes:
+                    if leaf.pattern.search(fact.name) and not _conditioned(leaf):  # type: ignore[union-attr]
+                        hit(leaf, fact)
             elif kind == "shell":
                 for leaf in self.programs.get(fact.name, ()):
                     if leaf.pattern is None or leaf.pattern.search(fact.text):
@@ -860,6 +870,11 @@ def _leaves(matcher: Matcher) -> Iterable[Leaf]:
 
 
 _TRUE = Fact("none")
+
+
+def _conditioned(leaf: Leaf) -> bool:
+    """A call leaf with a condition on how the call is made (which a definition lacks)."""
+    return bool(leaf.looped or leaf.guessed or leaf.args or leaf.kwargs)
 
 
 def _line_keys(matcher: Matcher) -> tuple[set[str], set[str]]:

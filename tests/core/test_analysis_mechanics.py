@@ -389,3 +389,21 @@ def test_a_call_needs_a_name_or_like_not_both(tmp_path: Path) -> None:
     path.write_text(HEAD + rule("both", "      call: {name: [a.b], like: 'b'}"))
     with pytest.raises(PolicyError, match="give name or like, not both"):
         load_policy(path)
+
+
+def test_like_also_reads_the_functions_a_cell_defines(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A `like` leaf with no condition on the call also matches a function or class the
+    cell defines by that name (a key rotator defined in a module nobody calls there)."""
+    analyzer = analyzer_of(
+        tmp_path_factory,
+        [
+            rule("rotator", "      call: {like: '(?i)^rotate_key$|keyrotator$'}"),
+            rule("looped", "      call: {like: '(?i)^rotate_key$', looped: true}"),
+        ],
+    )
+    assert hits(analyzer, "def rotate_key(self):\n    self.i += 1\n") == {"rotator"}
+    assert hits(analyzer, "class KeyRotator:\n    pass\n") == {"rotator"}
+    assert hits(analyzer, "def rotate_keys_of(ring):\n    pass\n") == set()
+    assert hits(analyzer, "while True:\n    rotate_key()\n") == {"rotator", "looped"}
