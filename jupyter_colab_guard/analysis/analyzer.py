@@ -20,7 +20,7 @@ from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 from ..policy.keywords import word
 from ..policy.model import Identity, Matcher, Policy, Rule
 from .budget import OutOfTime, tick, unlimited, within
-from .engine import Engine, TextIndex
+from .engine import Engine, Staged, TextIndex
 from .facts import Anchor, Fact, FactSet
 from .findings import Finding
 from .fold import Binding, Lookup
@@ -66,6 +66,20 @@ class Stages:
     read: dict[str, list[Matcher]]
     unread: dict[str, list[tuple[Matcher, frozenset[str]]]]
     by_key: dict[str, set[int]]  # the lines of every line keyword of the rules in play
+
+    def lines_of(self, keywords: Iterable[str]) -> set[int]:
+        return set().union(*(self.by_key.get(k, ()) for k in keywords))
+
+    def first_lines(self, rule_id: str, staged: Staged) -> set[int]:
+        """The lines of a staged rule to read first: those of its alternatives read whole,
+        and of each `all` the part with the fewest lines (the others are kept unread)."""
+        lines = self.lines_of(staged.whole)
+        for i, chain in enumerate(staged.chains):
+            ordered = sorted(chain, key=lambda part: len(self.lines_of(part[1])))
+            self.read[f"{rule_id}/{i}"] = [ordered[0][0]]
+            self.unread[f"{rule_id}/{i}"] = ordered[1:]
+            lines |= self.lines_of(ordered[0][1])
+        return lines
 
 
 DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
@@ -291,20 +305,14 @@ class Analyzer:
         for rule_id in chosen:
             keywords |= rules.get(rule_id, set())
         keywords = self.engine.present(keywords, lowered, text)
-        by_key = stages.by_key = lines_by_keyword(code, lowered, keywords, starts)
+        stages.by_key = lines_by_keyword(code, lowered, keywords, starts)
         strong: set[int] = set()
-        lines_of = lambda keys: set().union(*(by_key.get(k, ()) for k in keys))  # noqa: E731
         for rule_id in chosen:
             staged = self.engine.rule_parts.get(rule_id)
             if staged is None:
-                strong |= lines_of(rules.get(rule_id, ()))
-                continue
-            strong |= lines_of(staged.whole)
-            for i, chain in enumerate(staged.chains):
-                ordered = sorted(chain, key=lambda part: len(lines_of(part[1])))
-                stages.read[f"{rule_id}/{i}"] = [ordered[0][0]]
-                stages.unread[f"{rule_id}/{i}"] = ordered[1:]
-                strong |= lines_of(ordered[0][1])
+                strong |= stages.lines_of(rules.get(rule_id, ()))
+            else:
+                strong |= stages.first_lines(rule_id, staged)
         extra = {name.lower() for name in _memory_names(memory)}
         extra |= set(_env_refs(memory))
         extra |= {word(name.lower()) for name in memory.sink_names}
@@ -409,7 +417,7 @@ class Analyzer:
                 if parts is None and not unless:
                     break
                 asked |= unless
-                lines = set().union(*(stages.by_key.get(k, ()) for k in parts or ()))
+                lines = stages.lines_of(parts or ())
                 keys = self.engine.present(unless, text.lowered, text)
                 lines |= keyword_lines(code, text.lowered, keys)
                 later = [s for s in cutter.cut(lines) if s.first_line not in done]

@@ -287,6 +287,19 @@ def test_an_import_again_in_a_later_cell_is_flagged_again(analyzer: Analyzer) ->
     assert first == again == [("tor-import", 2)]
 
 
+def record_visits(analyzer: Analyzer) -> list[int]:
+    """The first lines of the statements ``analyzer`` analyses in depth from now on."""
+    visited: list[int] = []
+    visit = analyzer._visit
+
+    def spy(snip, *args):  # type: ignore[no-untyped-def]
+        visited.append(snip.first_line)
+        return visit(snip, *args)
+
+    analyzer._visit = spy  # type: ignore[method-assign]
+    return visited
+
+
 def test_not_parts_are_read_once_the_rest_of_the_rule_matches(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -303,14 +316,7 @@ def test_not_parts_are_read_once_the_rest_of_the_rule_matches(
         ],
     )
     exhaustive = Analyzer(analyzer.policy, exhaustive=True)
-    visited: list[int] = []
-    visit = analyzer._visit
-
-    def spy(snip, *args):  # type: ignore[no-untyped-def]
-        visited.append(snip.first_line)
-        return visit(snip, *args)
-
-    analyzer._visit = spy  # type: ignore[method-assign]
+    visited = record_visits(analyzer)
     quiet = "import net\nhost = 'quietmirror.example'\nnet.send(host)\n"
     loud = "import net\nother = 'elsewhere.example'\nnet.send(other)\n"
     unused = "import net\nhost = 'quietmirror.example'\nprint(host)\n"
@@ -340,14 +346,7 @@ def test_parts_of_an_all_are_read_cheapest_first(
         ],
     )
     exhaustive = Analyzer(analyzer.policy, exhaustive=True)
-    visited: list[int] = []
-    visit = analyzer._visit
-
-    def spy(snip, *args):  # type: ignore[no-untyped-def]
-        visited.append(snip.first_line)
-        return visit(snip, *args)
-
-    analyzer._visit = spy  # type: ignore[method-assign]
+    visited = record_visits(analyzer)
     sent = "import net\nnote = 'widewordx here'\nnet.send(note)\n"
     kept = "import net\nnote = 'widewordx here'\nprint(note)\n"
     many = "import net\nnet.send(1)\nnet.send(2)\nx = 'lonewordz'\n"
