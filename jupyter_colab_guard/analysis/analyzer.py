@@ -85,13 +85,25 @@ class Stages:
 DEFINITION = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 
 
-def _definitions(code: str, facts: FactSet, line_map: list[int]) -> None:
+def _definitions(
+    code: str, facts: FactSet, line_map: list[int], lines: set[int] | None = None
+) -> None:
     """A fact for each function and class the code defines, by name (`like` leaves read
-    them as they read calls): found in the text, with no statement to parse."""
+    them as they read calls), on ``lines`` (None: all): found in the text, with no
+    statement to parse."""
     starts = line_starts(code)
-    for found in DEFINITION.finditer(code):
-        line = _original(line_map, line_of(starts, found.start()))
-        facts.add(Fact("define", name=found.group(1), anchor=Anchor(line=line)))
+    chosen = sorted(lines) if lines is not None else None
+    if chosen is not None and not chosen:
+        return
+    spans = (
+        [(starts[n - 1], starts[n] if n < len(starts) else len(code)) for n in chosen]
+        if chosen is not None
+        else [(0, len(code))]
+    )
+    for start, end in spans:
+        for found in DEFINITION.finditer(code, start, end):
+            line = _original(line_map, line_of(starts, found.start()))
+            facts.add(Fact("define", name=found.group(1), anchor=Anchor(line=line)))
 
 
 def _column(original: list[str], transformed: list[str], t_line: int, o_line: int, col: int) -> int:
@@ -383,10 +395,11 @@ class Analyzer:
         text.spread = tokens.spread
         if may_define_wrapper(text.tokens, memory.functions, memory.imports):
             _summarize(code, tree, memory)
-        if self.engine.like_rules and (live is None or not live.isdisjoint(self.engine.like_rules)):
-            _definitions(code, facts, line_map)
         stages = Stages({}, {}, {})
         strong, weak = self._wanted_lines(code, memory, live, text, stages)
+        if self.engine.like_rules and (live is None or not live.isdisjoint(self.engine.like_rules)):
+            lines = stages.lines_of(self.engine.like_keywords) if live is not None else None
+            _definitions(code, facts, line_map, lines)
         # statements with a rule's keyword first, then those with only a marker: the cap
         # can only leave out the last (the linear pass reads those); visits go in order
         cutter = Cutter(code, tree)

@@ -367,6 +367,12 @@ class Engine:
         for leaf in policy.leaves:
             self._index(leaf)
         self.regex_index = KeywordIndex(self.gated)
+        self.likes_by_keyword: dict[str, list[Leaf]] = defaultdict(list)
+        for leaf in self.likes:
+            for keyword in leaf.keywords or ("",):
+                self.likes_by_keyword[keyword].append(leaf)
+        self.like_index = KeywordIndex(self.likes_by_keyword)
+        self.like_keywords = frozenset(k for k in self.likes_by_keyword if k)
         self.binary_signatures = sorted({s.encode() for leaf in self.binaries for s in leaf.names})
         self.call_prefixes = {
             name.rsplit(".", i)[0] for name in self.calls for i in range(1, name.count(".") + 1)
@@ -592,6 +598,7 @@ class Engine:
             hits.setdefault(leaf.index, fact)
 
         regex_facts: list[Fact] = []
+        likes = self._likes_for(facts) if self.likes else []
         for fact in facts:
             kind = fact.kind
             if kind == "import":
@@ -607,13 +614,13 @@ class Engine:
                     for leaf in self.methods.get(fact.name.rsplit(".", 1)[1], ()):
                         if self._call_ok(leaf, fact):
                             hit(leaf, fact)
-                if self.likes:
+                if likes:
                     own = fact.name.rsplit(".", 1)[-1]
-                    for leaf in self.likes:
+                    for leaf in likes:
                         if leaf.pattern.search(own) and self._call_ok(leaf, fact):  # type: ignore[union-attr]
                             hit(leaf, fact)
             elif kind == "define":  # a function or class the code defines: `like` leaves
-                for leaf in self.likes:
+                for leaf in likes:
                     if leaf.pattern.search(fact.name) and not _conditioned(leaf):  # type: ignore[union-attr]
                         hit(leaf, fact)
             elif kind == "shell":
@@ -665,6 +672,17 @@ class Engine:
                 if found is not None:
                     hit(leaf, found)
         return hits
+
+    def _likes_for(self, facts: list[Fact]) -> list[Leaf]:
+        """The `like` leaves one of whose keywords the names called or defined hold (the
+        others cannot match: each match of a leaf's regex holds one of its keywords)."""
+        names = "\n".join(
+            f.name.rsplit(".", 1)[-1] for f in facts if f.kind in ("call", "define")
+        ).lower()
+        found = {id(leaf): leaf for leaf in self.likes_by_keyword.get("", ())}
+        for keyword in self.like_index.hits(names) if names else ():
+            found.update((id(leaf), leaf) for leaf in self.likes_by_keyword[keyword])
+        return list(found.values())
 
     def _repo_hits(self, fact: Fact, hit: Callable[[Leaf, Fact], None]) -> None:
         """Repo leaves naming the repository of a URL (by name or owner/name)."""

@@ -318,40 +318,55 @@ class _CallerLoops:
     """The loop a function is called from: the strongest loop kind (loops.FOREVER, ...)
     around its calls in the cell, through the callers' own callers. A call is the
     function's name called (`attack(url)`; a method only as `self.attack()`), or handed to
-    a thread (`target=attack`); each function is looked at once."""
+    a thread (`target=attack`); each function is looked at once, at its first SITES calls,
+    through at most DEPTH callers (a menu calls an attack that starts the flooding
+    threads)."""
+
+    SITES = 12
+    DEPTH = 3
 
     def __init__(self, code: str, tree: ast.Module, endless: dict[int, int], far: FarName) -> None:
         self.code, self.tree, self.endless, self.far = code, tree, endless, far
         self.starts: list[int] | None = None
         self.known: dict[int, int] = {}
+        self.depth = 0
 
     def __call__(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
         key = id(function)
         if key in self.known:
             return self.known[key]
-        self.known[key] = 0  # (a recursive function: no loop from itself)
         name = function.name
-        if name.startswith("__"):
-            return 0  # (called by Python itself)
+        if name.startswith("__") or self.depth >= self.DEPTH:
+            return 0  # (called by Python itself; or far up a chain of callers)
+        self.known[key] = 0  # (a recursive function: no loop from itself)
+        self.depth += 1
+        try:
+            strongest = self._sites(function, name)
+        finally:
+            self.depth -= 1
+        self.known[key] = strongest
+        return strongest
+
+    def _sites(self, function: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> int:
         spec = function.args
         first = [a.arg for a in (*spec.posonlyargs, *spec.args)][:1]
         prefix = "self." if first in (["self"], ["cls"]) else ""
-        strongest = 0
+        strongest, sites = 0, 0
         for needle in (f"{prefix}{name}(", f"target={prefix}{name}"):
             pos = self.code.find(needle)
-            while pos != -1 and strongest < FOREVER:
+            while pos != -1 and strongest < FOREVER and sites < self.SITES:
                 before = self.code[pos - 1] if pos else " "
                 if not (before.isalnum() or before in "_."):
                     if self.starts is None:
                         self.starts = line_starts(self.code)
                     line = line_of(self.starts, pos)
                     if not _lineno(function) <= line <= (function.end_lineno or 0):
+                        sites += 1
                         found = _innermost(
                             self.tree.body, line, self.endless, None, None, self.far, self
                         )
                         strongest = max(strongest, found[1])
                 pos = self.code.find(needle, pos + 1)
-        self.known[key] = strongest
         return strongest
 
 
