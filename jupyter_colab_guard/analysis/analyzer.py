@@ -92,14 +92,9 @@ def _definitions(
     them as they read calls), on ``lines`` (None: all): found in the text, with no
     statement to parse."""
     starts = line_starts(code)
-    chosen = sorted(lines) if lines is not None else None
-    if chosen is not None and not chosen:
-        return
-    spans = (
-        [(starts[n - 1], starts[n] if n < len(starts) else len(code)) for n in chosen]
-        if chosen is not None
-        else [(0, len(code))]
-    )
+    spans = [(0, len(code))]
+    if lines is not None:
+        spans = [(starts[n - 1], starts[n] if n < len(starts) else len(code)) for n in lines]
     for start, end in spans:
         for found in DEFINITION.finditer(code, start, end):
             line = _original(line_map, line_of(starts, found.start()))

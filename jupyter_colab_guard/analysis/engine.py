@@ -358,14 +358,10 @@ class Engine:
         for rule in policy.rules:
             for leaf in _leaves(rule.match):
                 self.rules_of_leaf[leaf.index].append(rule)
-        # rules with a `like` leaf: they read the names of the functions a cell defines
-        self.like_rules = {
-            r.id
-            for r in policy.rules
-            if any(leaf.kind == "call" and leaf.pattern for leaf in _leaves(r.match))
-        }
         for leaf in policy.leaves:
             self._index(leaf)
+        # rules with a `like` leaf: they read the names of the functions a cell defines
+        self.like_rules = {r.id for leaf in self.likes for r in self.rules_of_leaf[leaf.index]}
         self.regex_index = KeywordIndex(self.gated)
         self.likes_by_keyword: dict[str, list[Leaf]] = defaultdict(list)
         for leaf in self.likes:
@@ -441,10 +437,10 @@ class Engine:
         return self._every_line
 
     def unless_keywords(self, hits: dict[int, Fact], rule_ids: Iterable[str]) -> set[str]:
-        """The keywords of the `not` parts of those of ``rule_ids`` that match ``facts``
-        when their `not` parts are taken as true: only for those can the lines of a `not`
-        part change the outcome (sound: a fact can only make `not` false, and the rest of
-        a rule needs its own keywords, whose lines were read first)."""
+        """The keywords of the `not` parts of those of ``rule_ids`` that match (``hits``:
+        see ``add_hits``) when their `not` parts are taken as true: only for those can the
+        lines of a `not` part change the outcome (sound: a fact can only make `not` false,
+        and the rest of a rule needs its own keywords, whose lines were read first)."""
         wanted = [r for r in rule_ids if r in self.rule_unless_keywords]
         found: set[str] = set()
         for rule_id in wanted:
@@ -460,10 +456,9 @@ class Engine:
     ) -> set[str] | None:
         """The line keywords of the next unread part of each staged rule whose parts read so
         far all match (``hits``: see ``add_hits``; leniently: `not` parts taken as true);
-        that part moves from
-        ``unread`` to ``read``; None when no part moved. Sound: a part that does not match
-        on the lines of its own keywords cannot make its rule match, so the rule's other
-        lines are not needed."""
+        that part moves from ``unread`` to ``read``; None when no part moved. Sound: a part
+        that does not match on the lines of its own keywords cannot make its rule match,
+        so the rule's other lines are not needed."""
         found: set[str] | None = None
         for rule_id, rest in unread.items():
             if not rest:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import bisect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -274,15 +274,37 @@ def _active(node: ast.AST) -> bool:
     return False
 
 
-class _ParamItems:
+class _CallSites:
+    """Finds where a cell's text calls a function, by its name (each search is one
+    ``str.find`` run; the line starts are computed once, when first needed)."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.starts: list[int] | None = None
+
+    def lines(self, needle: str, after_dot: bool = True) -> Iterator[int]:
+        """The lines where ``needle`` (`name(`) starts a name: not inside a longer name,
+        and after a `.` only when ``after_dot`` (a method of any object)."""
+        code = self.code
+        pos = code.find(needle)
+        while pos != -1:
+            before = code[pos - 1] if pos else " "
+            if not (before.isalnum() or before == "_" or (before == "." and not after_dot)):
+                if self.starts is None:
+                    self.starts = line_starts(code)
+                yield line_of(self.starts, pos)
+            pos = code.find(needle, pos + 1)
+
+
+class _ParamItems(_CallSites):
     """A function's parameters that some call in the cell hands a loop's item (`for pw in
     words: try_login(user, pw)` makes `password` of `def try_login(user, password)` an
     item in its body), with the names assigned from them there. The calls are found by
     the function's name in the text; each function is looked at once."""
 
     def __init__(self, code: str, tree: ast.Module, loops: dict[int, frozenset[str]]) -> None:
-        self.code, self.tree, self.loops = code, tree, loops
-        self.starts: list[int] | None = None
+        super().__init__(code)
+        self.tree, self.loops = tree, loops
         self.known: dict[int, frozenset[str]] = {}
 
     def __call__(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> frozenset[str]:
@@ -292,29 +314,22 @@ class _ParamItems:
         self.known[key] = frozenset()  # (a recursive function: no items from itself)
         spec = function.args
         taken = [a.arg for a in (*spec.posonlyargs, *spec.args, *spec.kwonlyargs)]
-        name, code = function.name, self.code
+        name = function.name
         if name.startswith("__") or not [a for a in taken if a not in ("self", "cls")]:
             return frozenset()  # (nothing to hand an item to, or called by Python itself)
         found: set[str] = set()
-        needle = name + "("
-        pos = code.find(needle)
-        while pos != -1:
-            if pos == 0 or not (code[pos - 1].isalnum() or code[pos - 1] == "_"):
-                if self.starts is None:
-                    self.starts = line_starts(code)
-                line = line_of(self.starts, pos)
-                # (the call site's own loops; an item that reaches it through a further
-                # function is not followed: one level, one pass per function)
-                node, _, items = _innermost(self.tree.body, line, None, self.loops)
-                if items and node is not None:
-                    found |= item_arguments(node, name, function, items)
-            pos = code.find(needle, pos + 1)
+        for line in self.lines(name + "("):
+            # (the call site's own loops; an item that reaches it through a further
+            # function is not followed: one level, one pass per function)
+            node, _, items = _innermost(self.tree.body, line, None, self.loops)
+            if items and node is not None:
+                found |= item_arguments(node, name, function, items)
         result = names_from(found, function.body) if found else frozenset()
         self.known[key] = result
         return result
 
 
-class _CallerLoops:
+class _CallerLoops(_CallSites):
     """The loop a function is called from: the strongest loop kind (loops.FOREVER, ...)
     around its calls in the cell, through the callers' own callers. A call is the
     function's name called (`attack(url)`; a method only as `self.attack()`), or handed to
@@ -326,8 +341,8 @@ class _CallerLoops:
     DEPTH = 3
 
     def __init__(self, code: str, tree: ast.Module, endless: dict[int, int], far: FarName) -> None:
-        self.code, self.tree, self.endless, self.far = code, tree, endless, far
-        self.starts: list[int] | None = None
+        super().__init__(code)
+        self.tree, self.endless, self.far = tree, endless, far
         self.known: dict[int, int] = {}
         self.depth = 0
 
@@ -351,22 +366,18 @@ class _CallerLoops:
         spec = function.args
         first = [a.arg for a in (*spec.posonlyargs, *spec.args)][:1]
         prefix = "self." if first in (["self"], ["cls"]) else ""
+        own = range(_lineno(function), (function.end_lineno or 0) + 1)
         strongest, sites = 0, 0
         for needle in (f"{prefix}{name}(", f"target={prefix}{name}"):
-            pos = self.code.find(needle)
-            while pos != -1 and strongest < FOREVER and sites < self.SITES:
-                before = self.code[pos - 1] if pos else " "
-                if not (before.isalnum() or before in "_."):
-                    if self.starts is None:
-                        self.starts = line_starts(self.code)
-                    line = line_of(self.starts, pos)
-                    if not _lineno(function) <= line <= (function.end_lineno or 0):
-                        sites += 1
-                        found = _innermost(
-                            self.tree.body, line, self.endless, None, None, self.far, self
-                        )
-                        strongest = max(strongest, found[1])
-                pos = self.code.find(needle, pos + 1)
+            for line in self.lines(needle, after_dot=False):
+                if strongest >= FOREVER or sites >= self.SITES:
+                    return strongest
+                if line not in own:
+                    sites += 1
+                    found = _innermost(
+                        self.tree.body, line, self.endless, None, None, self.far, self
+                    )
+                    strongest = max(strongest, found[1])
         return strongest
 
 

@@ -112,21 +112,15 @@ class _Reader:
             return default
         return str(node.value)
 
-    def flag(self, node: Node | None, key: str) -> bool:
-        """An optional true/false."""
-        if node is None:
-            return False
-        if not (isinstance(node, ScalarNode) and node.value in ("true", "false")):
-            extra = " or repeated" if key.endswith(".looped") else ""  # (loop_kind)
-            self.error(node, key, f"must be true or false{extra}")
-            return False
-        return node.value == "true"
-
     def loop_kind(self, node: Node | None, key: str) -> int:
         """An optional `looped`: true (endless or counted far), false, or repeated."""
-        if isinstance(node, ScalarNode) and node.value == "repeated":
-            return LOOP_REPEATED
-        return LOOP_ENDLESS if self.flag(node, key) else 0
+        kinds = {"true": LOOP_ENDLESS, "false": 0, "repeated": LOOP_REPEATED}
+        if node is None:
+            return 0
+        if not (isinstance(node, ScalarNode) and node.value in kinds):
+            self.error(node, key, "must be true or false or repeated")
+            return 0
+        return kinds[node.value]
 
     def choice(self, node: Node | None, key: str, choices: tuple[str, ...]) -> str | None:
         value = self.string(node, key)

@@ -300,23 +300,24 @@ def record_visits(analyzer: Analyzer) -> list[int]:
     return visited
 
 
+def watched(
+    tmp_path_factory: pytest.TempPathFactory, rule_id: str, match: str
+) -> tuple[Analyzer, Analyzer, list[int]]:
+    """An analyzer of one rule whose visits are recorded, and its exhaustive twin."""
+    analyzer = analyzer_of(tmp_path_factory, [rule(rule_id, match)])
+    return analyzer, Analyzer(analyzer.policy, exhaustive=True), record_visits(analyzer)
+
+
 def test_not_parts_are_read_once_the_rest_of_the_rule_matches(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """The lines of a rule's `not` part are visited only when the rest of the rule has
     matched; then the `not` part is decided as if every line had been read."""
-    analyzer = analyzer_of(
+    analyzer, exhaustive, visited = watched(
         tmp_path_factory,
-        [
-            rule(
-                "push",
-                "      all:\n        - call: {name: [net.send]}\n"
-                "        - not: {string: 'quietmirror'}",
-            )
-        ],
+        "push",
+        "      all:\n        - call: {name: [net.send]}\n        - not: {string: 'quietmirror'}",
     )
-    exhaustive = Analyzer(analyzer.policy, exhaustive=True)
-    visited = record_visits(analyzer)
     quiet = "import net\nhost = 'quietmirror.example'\nnet.send(host)\n"
     loud = "import net\nother = 'elsewhere.example'\nnet.send(other)\n"
     unused = "import net\nhost = 'quietmirror.example'\nprint(host)\n"
@@ -335,18 +336,12 @@ def test_parts_of_an_all_are_read_cheapest_first(
     """Of a rule whose parts must all match, the part with the fewest lines in the cell is
     read first, and the others only once it matched (an `all` under a top-level `any`
     too); the outcome is the one reading every line gives."""
-    analyzer = analyzer_of(
+    analyzer, exhaustive, visited = watched(
         tmp_path_factory,
-        [
-            rule(
-                "staged",
-                "      any:\n        - all:\n            - call: {name: [net.send]}\n"
-                "            - string: 'widewordx'\n        - string: 'lonewordz'",
-            )
-        ],
+        "staged",
+        "      any:\n        - all:\n            - call: {name: [net.send]}\n"
+        "            - string: 'widewordx'\n        - string: 'lonewordz'",
     )
-    exhaustive = Analyzer(analyzer.policy, exhaustive=True)
-    visited = record_visits(analyzer)
     sent = "import net\nnote = 'widewordx here'\nnet.send(note)\n"
     kept = "import net\nnote = 'widewordx here'\nprint(note)\n"
     many = "import net\nnet.send(1)\nnet.send(2)\nx = 'lonewordz'\n"
